@@ -1,0 +1,1 @@
+"""Kubernetes side of kdns: slim object models, API access, list/watch informers, manifest files."""

@@ -1,0 +1,85 @@
+"""The plugin contract, modelled on CoreDNS: each plugin is middleware around the next one.
+
+A plugin's `serve` either answers (returns a Reply) or calls `next_` and may change what comes back
+(cache, loadbalance) or only observe it (log, prometheus). Raising is how a plugin reports failure:
+the server turns it into SERVFAIL, and the errors plugin logs it on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from dnslib import DNSRecord
+
+from kdns.corefile.model import Corefile, ServerBlock
+from kdns.request import Reply, Request
+
+Handler = Callable[[Request], Awaitable[Reply]]
+
+
+class NoNextPlugin(Exception):
+    """A plugin passed the query on (e.g. fallthrough) and nothing came after it: SERVFAIL, as CoreDNS."""
+
+
+class PluginError(Exception):
+    """A plugin could not answer (upstream down, not synced…): the server answers SERVFAIL."""
+
+
+class Controller(Protocol):
+    """What plugins may ask of the running server (implemented by kdns.server.runtime.Runtime)."""
+
+    config_path: str
+
+    def request_reload(self) -> None:
+        """Re-read the Corefile and apply it if it parses and sets up (reload plugin, SIGUSR1)."""
+
+    def fatal(self, message: str) -> None:
+        """Log `message` and exit non-zero (loop plugin)."""
+
+    def plugins(self) -> Sequence[Plugin]:
+        """Every plugin of the running configuration (ready plugin)."""
+
+    async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
+        """Run a new query through the whole server, as CoreDNS's re-entry does (ExternalName chase)."""
+
+
+@dataclass
+class SetupContext:
+    """What a plugin's setup function may read: its server block, the whole Corefile, shared state.
+
+    `shared` lives as long as the process (it survives reloads), for resources that must not be
+    re-created on every reload, such as HTTP listeners keyed by address.
+    """
+
+    block: ServerBlock
+    corefile: Corefile
+    controller: Controller
+    shared: dict[str, Any] = field(default_factory=dict)
+    dns_port: int = 53
+
+
+class Plugin:
+    """Base class. Override `serve` to sit in the query path; `start`/`stop` for background work."""
+
+    name: ClassVar[str] = ""
+    # Plugins that only run beside the server (health, ready, reload) set this to False so the chain
+    # skips them on the hot path.
+    in_query_path: ClassVar[bool] = True
+
+    async def serve(self, request: Request, next_: Handler) -> Reply:
+        return await next_(request)
+
+    async def start(self) -> None:
+        """Called once the whole server is configured, before listeners open; may wait (sync)."""
+
+    async def stop(self) -> None:
+        """Called on shutdown or when a reload replaces this plugin instance."""
+
+    def ready(self) -> bool | None:
+        """True/False for plugins with a readiness to report (the `ready` plugin asks); None otherwise."""
+        return None
+
+    async def on_shutdown(self) -> None:
+        """Called first on SIGTERM, before listeners stop (health's lameduck waits here)."""

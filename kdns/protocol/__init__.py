@@ -1,0 +1,1 @@
+"""Sans-IO DNS protocol helpers: bytes in, bytes out, no sockets (in the spirit of h11)."""

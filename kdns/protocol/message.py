@@ -1,0 +1,84 @@
+"""Building replies and turning them into bytes that fit the transport.
+
+Rules we follow and where they come from:
+- the question is echoed in the client's spelling (RFC 1035 §4.1.1; 0x20-safe resolvers need it);
+- RD is copied (RFC 1035 §4.1.1); RA stays 0 as CoreDNS's authoritative answers do;
+- an OPT is returned iff the client sent one (RFC 6891 §6.1.1);
+- a reply too large for UDP drops whole records from the end and sets TC (RFC 2181 §9, RFC 1035
+  §4.2.1), so the client retries over TCP.
+"""
+
+from __future__ import annotations
+
+from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+
+from kdns.protocol.edns import Edns, make_opt, max_reply_size
+
+BADVERS = 16  # RFC 6891 §9: extended rcode, 12 bits split between header and OPT
+
+
+class FormatError(Exception):
+    """The packet is not a DNS message we can parse; `query_id` is set when the header was readable."""
+
+    def __init__(self, reason: str, query_id: int | None) -> None:
+        super().__init__(reason)
+        self.query_id = query_id
+
+
+def parse_query(wire: bytes) -> DNSRecord:
+    """Parse a query or raise FormatError (with the ID when at least the header was there)."""
+    try:
+        return DNSRecord.parse(wire)
+    except (DNSError, ValueError, IndexError, UnicodeDecodeError) as e:
+        query_id = int.from_bytes(wire[:2], "big") if len(wire) >= 12 else None
+        raise FormatError(str(e), query_id) from e
+
+
+def new_reply(query: DNSRecord, edns: Edns | None, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
+    """An empty reply to `query`: ID, opcode, RD and CD copied, question echoed, OPT mirrored."""
+    h = query.header
+    header = DNSHeader(id=h.id, qr=1, opcode=h.opcode, aa=int(aa), rd=h.rd, ra=0, rcode=rcode & 0xF)
+    header.cd = h.cd
+    reply = DNSRecord(header, q=query.q)
+    if edns is not None:
+        reply.add_ar(make_opt(edns, ext_rcode=rcode >> 4))
+    return reply
+
+
+def formerr_reply(query_id: int) -> bytes:
+    """A bare FORMERR (RFC 1035 §4.1.1) for a packet whose question could not be read."""
+    return DNSRecord(DNSHeader(id=query_id, qr=1, rcode=RCODE.FORMERR)).pack()
+
+
+def to_wire(reply: DNSRecord, edns: Edns | None, tcp: bool) -> bytes:
+    """Pack `reply`, truncating with TC=1 when it does not fit the client's limit."""
+    wire: bytes = reply.pack()
+    limit = max_reply_size(edns, tcp)
+    if len(wire) <= limit:
+        return wire
+    return _truncate(reply, limit)
+
+
+def _truncate(reply: DNSRecord, limit: int) -> bytes:
+    """Keep the longest prefix of the answer section that fits; drop authority and additional (but OPT)."""
+    opts = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+    answers = list(reply.rr)
+    trimmed = DNSRecord(reply.header, q=reply.q)
+    trimmed.questions = list(reply.questions)
+    trimmed.header.tc = 1
+
+    def packed(n: int) -> bytes:
+        trimmed.rr = answers[:n]
+        trimmed.auth = []
+        trimmed.ar = list(opts)
+        trimmed.set_header_qa()
+        return bytes(trimmed.pack())
+
+    lo, hi = 0, len(answers)
+    while lo < hi:  # largest n whose packing fits
+        mid = (lo + hi + 1) // 2
+        if len(packed(mid)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return packed(lo)

@@ -1,0 +1,60 @@
+"""What a plugin receives (Request) and returns (Reply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnslib import RCODE, DNSRecord
+
+from kdns.protocol.edns import Edns
+from kdns.protocol.message import new_reply
+
+
+@dataclass(slots=True)
+class Request:
+    """One question, parsed once, with the facts plugins keep asking for."""
+
+    message: DNSRecord
+    proto: str  # "udp" | "tcp"
+    client: tuple[str, int]
+    server: str  # listener label, as CoreDNS's metrics name it: "dns://:53"
+    qname: str  # as the client spelled it, absolute (trailing dot)
+    qtype: int
+    qclass: int
+    edns: Edns | None
+    size: int  # bytes on the wire
+    zone: str = "."  # the server block zone that matched
+    qname_lower: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.qname_lower = self.qname.lower()
+
+    @property
+    def family(self) -> int:
+        """1 for IPv4 clients, 2 for IPv6 (the `family` label of CoreDNS's metrics)."""
+        return 2 if ":" in self.client[0] else 1
+
+    @property
+    def do(self) -> bool:
+        return self.edns is not None and self.edns.do
+
+    def reply(self, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
+        """An empty reply to this request (question echoed, OPT mirrored)."""
+        return new_reply(self.message, self.edns, rcode, aa)
+
+
+@dataclass(slots=True)
+class Reply:
+    """A finished reply and the name of the plugin that wrote it (for metrics and logs)."""
+
+    message: DNSRecord
+    plugin: str
+
+    @property
+    def rcode(self) -> int:
+        """The full (extended) rcode: header bits plus the OPT's upper 8 bits."""
+        rcode = int(self.message.header.rcode)
+        for rr in self.message.ar:
+            if rr.rtype == 41:
+                rcode |= ((int(rr.ttl) >> 24) & 0xFF) << 4
+        return rcode

@@ -1,0 +1,1 @@
+"""The DNS front end: dispatch (bytes → chain → bytes), listeners, and the process runtime."""

@@ -1,0 +1,63 @@
+"""Corefile → plugins → chains → one dispatcher per listen address. Pure setup, no sockets."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from kdns import plugins as registry
+from kdns.chain import Chain
+from kdns.corefile.model import Corefile, Directive
+from kdns.log import core_logger
+from kdns.plugin import Controller, Plugin, SetupContext
+
+_log = core_logger()
+ListenKey = tuple[str | None, int]  # (host or None for all interfaces, port)
+_REPEATABLE = frozenset({"bind", "file"})
+
+
+@dataclass
+class ServerPlan:
+    """Everything a configuration needs before its listeners open."""
+
+    chains: list[Chain]
+    listeners: dict[ListenKey, list[Chain]]
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        return [p for c in self.chains for p in c.plugins]
+
+
+def build_plan(corefile: Corefile, controller: Controller, shared: dict[str, Any], dns_port: int) -> ServerPlan:
+    """Set up every block's plugins (raising CorefileError on any bad directive)."""
+    chains: list[Chain] = []
+    listeners: dict[ListenKey, list[Chain]] = defaultdict(list)
+    for block in corefile.blocks:
+        ctx = SetupContext(block, corefile, controller, shared, dns_port)
+        plugins = [registry.setup_function(d.name)(d, ctx) for d in _directives_in_order(block.directives)]
+        chain = Chain(block.zones, plugins)
+        chains.append(chain)
+        hosts: list[str | None] = [h for p in plugins for h in getattr(p, "hosts", ())] or [None]
+        ports = dict.fromkeys(a.port if a.port is not None else dns_port for a in block.addresses)
+        for port in ports:
+            for host in hosts:
+                if chain not in listeners[(host, port)]:
+                    listeners[(host, port)].append(chain)
+    return ServerPlan(chains, dict(listeners))
+
+
+def _directives_in_order(directives: tuple[Directive, ...]) -> list[Directive]:
+    seen: set[str] = set()
+    kept: list[Directive] = []
+    for d in directives:
+        if not registry.is_known(d.name):
+            raise d.error(f"unknown directive '{d.name}'")
+        if d.name in seen and d.name not in _REPEATABLE:
+            raise d.error("this plugin can only be used once per server block")
+        seen.add(d.name)
+        if not registry.is_implemented(d.name):
+            _log.warning("plugin/%s: not supported by kdns yet; directive at %s:%d ignored", d.name, d.file, d.line)
+            continue
+        kept.append(d)
+    return sorted(kept, key=lambda d: registry.rank(d.name))

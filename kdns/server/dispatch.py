@@ -1,0 +1,117 @@
+"""From query bytes to reply bytes for one listener: validation, zone routing, the plugin chain.
+
+Server-level answers follow CoreDNS (coredns-behaviour.md §2): REFUSED for non-IN classes, zone
+transfers and names no server block serves; BADVERS for EDNS version > 0 (RFC 6891 §6.1.3); FORMERR
+for packets that do not parse (RFC 1035 §4.1.1); SERVFAIL when a plugin fails or nothing answers.
+A packet that cannot be answered never escapes as an exception: listeners must outlive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dnslib import CLASS, OPCODE, QTYPE, RCODE, DNSRecord
+
+from kdns.chain import Chain
+from kdns.log import plugin_logger
+from kdns.plugins._args import zone_matches
+from kdns.protocol.edns import read_edns
+from kdns.protocol.message import BADVERS, FormatError, formerr_reply, new_reply, parse_query, to_wire
+from kdns.request import Reply, Request
+
+_errors_log = plugin_logger("errors")
+_REFUSED_QTYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one packet, for observers such as the prometheus plugin."""
+
+    request: Request | None  # None when the packet never became a request (dropped)
+    reply: Reply | None
+    wire: bytes | None
+
+
+Observer = Callable[[Outcome, str, tuple[str, int]], None]
+
+
+class Dispatcher:
+    """Routes each query of one listener to the server block with the longest matching zone."""
+
+    def __init__(self, label: str, chains: Sequence[Chain]) -> None:
+        self.label = label
+        self._routes: dict[str, Chain] = {}
+        for chain in chains:
+            for zone in chain.zones:
+                self._routes.setdefault(zone, chain)
+        self._zones = tuple(self._routes)
+        self.observers: list[Observer] = []
+
+    def route(self, qname_lower: str) -> tuple[str, Chain] | None:
+        zone = zone_matches(qname_lower, self._zones)
+        return None if zone is None else (zone, self._routes[zone])
+
+    async def handle(self, wire: bytes, proto: str, client: tuple[str, int]) -> bytes | None:
+        """Answer one packet. None means: send nothing (a response, or noise without a header)."""
+        try:
+            query = parse_query(wire)
+        except FormatError as e:
+            return None if e.query_id is None else formerr_reply(e.query_id)
+        if query.header.qr:
+            return None  # a response sent to us: never answer it (reflection loops)
+        request = self._request(query, wire, proto, client)
+        if request is None:
+            reply = self._server_reply(query, RCODE.SERVFAIL if not query.questions else RCODE.FORMERR)
+            return self._finish(None, reply, proto, client)
+        reply = await self._answer(request)
+        return self._finish(request, reply, proto, client)
+
+    def _request(self, query: DNSRecord, wire: bytes, proto: str, client: tuple[str, int]) -> Request | None:
+        if len(query.questions) != 1:
+            return None
+        q = query.q
+        return Request(
+            message=query,
+            proto=proto,
+            client=client,
+            server=self.label,
+            qname=str(q.qname),
+            qtype=int(q.qtype),
+            qclass=int(q.qclass),
+            edns=read_edns(query),
+            size=len(wire),
+        )
+
+    @staticmethod
+    def _server_reply(query: DNSRecord, rcode: int, request: Request | None = None) -> Reply:
+        """A reply written by the server itself: AA=0, no records (the plugin label is empty)."""
+        edns = request.edns if request is not None else read_edns(query)
+        return Reply(new_reply(query, edns, rcode), "")
+
+    async def _answer(self, request: Request) -> Reply:
+        query = request.message
+        if request.edns is not None and request.edns.version > 0:
+            return self._server_reply(query, BADVERS, request)
+        if query.header.opcode != OPCODE.QUERY:
+            return self._server_reply(query, RCODE.NOTIMP, request)
+        if request.qclass != CLASS.IN or request.qtype in _REFUSED_QTYPES:
+            return self._server_reply(query, RCODE.REFUSED, request)
+        routed = self.route(request.qname_lower)
+        if routed is None:
+            return self._server_reply(query, RCODE.REFUSED, request)
+        request.zone, chain = routed
+        try:
+            return await chain.handler(request)
+        except Exception as e:  # a plugin failure is a SERVFAIL for this query, never a dead listener
+            if chain.find("errors") is None:
+                _errors_log.debug("%d %s %s: %s", RCODE.SERVFAIL, request.qname, QTYPE.get(request.qtype), e)
+            return self._server_reply(query, RCODE.SERVFAIL, request)
+
+    def _finish(self, request: Request | None, reply: Reply, proto: str, client: tuple[str, int]) -> bytes:
+        wire = to_wire(reply.message, request.edns if request else None, proto == "tcp")
+        if self.observers:
+            outcome = Outcome(request, reply, wire)
+            for observe in self.observers:
+                observe(outcome, proto, client)
+        return wire
