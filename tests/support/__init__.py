@@ -1,0 +1,1 @@
+"""Test support: a real kdns process, a DNS client, and a Kubernetes API server for tests."""
