@@ -1,0 +1,252 @@
+"""The DNS view of the cluster: objects in, per-Service views and a reverse map out.
+
+The index is the ObjectSink the informers (or manifest files) feed. Every change recomputes only
+the Services it touches (records.build_view) and their PTR entries; nothing is rebuilt whole. All
+calls run on the event loop thread, and each public call leaves the index consistent, so a query
+never sees half of an update (a re-list is applied in one `replace` call).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from kdns.k8s.models import EndpointSlice, Kind, Model, Namespace, Pod, Service
+from kdns.k8s.records import ServiceView, build_view
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewOptions:
+    """The kubernetes plugin options that shape records (not lookups)."""
+
+    endpoint_pod_names: bool = False
+    ignore_empty_service: bool = False
+    use_endpoints: bool = True  # False with `noendpoints`
+
+
+def packed_ip(ip: str) -> bytes | None:
+    """Canonical form for comparing addresses (§3: compare parsed addresses, never strings)."""
+    try:
+        return ipaddress.ip_address(ip).packed
+    except ValueError:
+        return None
+
+
+class ClusterIndex:
+    """Implements kdns.k8s.sink.ObjectSink; read by the kubernetes plugin."""
+
+    def __init__(self, options: ViewOptions | None = None, required: Iterable[Kind] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.options = options or ViewOptions()
+        self.required = frozenset(required)
+        self._clock = clock
+        self.services: dict[Key, Service] = {}
+        self.slices: dict[Key, EndpointSlice] = {}
+        self.slices_of: dict[Key, dict[str, EndpointSlice]] = {}  # service key → slice name → slice
+        self.views: dict[Key, ServiceView] = {}
+        self.namespaces: set[str] = set()
+        self.pods: dict[Key, Pod] = {}
+        self.pod_ips: dict[tuple[str, bytes], set[str]] = {}  # (ns, ip) → pod names
+        self.cluster_ip_ptr: dict[bytes, dict[Key, str]] = {}
+        self.endpoint_ptr: dict[bytes, dict[Key, tuple[str, ...]]] = {}
+        self.synced_kinds: set[Kind] = set()
+        self.serial = int(self._clock())
+        self.generation = 0  # bumped on every change a query could see
+        self._dirty: set[Key] = set()
+        self.listeners: list[Callable[[set[Key]], None]] = []  # told which services changed
+
+    # --- ObjectSink -----------------------------------------------------------------------------
+
+    def replace(self, kind: Kind, objects: Iterable[Model]) -> None:
+        current = self._keys_of(kind)
+        seen: set[Key] = set()
+        for obj in objects:
+            self._upsert(kind, obj)
+            seen.add(obj.key)
+        for key in current - seen:
+            self._delete(kind, key)
+        self.synced_kinds.add(kind)
+        self._flush()
+
+    def upsert(self, kind: Kind, obj: Model) -> None:
+        self._upsert(kind, obj)
+        self._flush()
+
+    def delete(self, kind: Kind, key: Key) -> None:
+        self._delete(kind, key)
+        self._flush()
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        return self.required <= self.synced_kinds
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return namespace in self.namespaces
+
+    def view(self, namespace: str, name: str) -> ServiceView | None:
+        return self.views.get((namespace, name))
+
+    def ptr_targets(self, ip: bytes) -> list[tuple[str, str]]:
+        """(namespace, relative target) of the PTRs for `ip`: its ClusterIP's Service if any (first
+        only, as CoreDNS), else one per Service whose ready endpoint has that address."""
+        owners = self.cluster_ip_ptr.get(ip)
+        if owners:
+            (ns, _), target = next(iter(owners.items()))
+            return [(ns, target)]
+        out: dict[tuple[str, str], None] = {}
+        for (ns, _), targets in (self.endpoint_ptr.get(ip) or {}).items():
+            for t in targets:
+                out[(ns, t)] = None
+        return list(out)
+
+    def pod_exists(self, namespace: str, ip: bytes) -> bool:
+        return bool(self.pod_ips.get((namespace, ip)))
+
+    def services_with_endpoint(self, ip: bytes) -> list[Key]:
+        return list((self.endpoint_ptr.get(ip) or {}).keys())
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _keys_of(self, kind: Kind) -> set[Key]:
+        if kind is Kind.SERVICE:
+            return set(self.services)
+        if kind is Kind.ENDPOINTSLICE:
+            return set(self.slices)
+        if kind is Kind.NAMESPACE:
+            return {("", n) for n in self.namespaces}
+        return set(self.pods)
+
+    def _upsert(self, kind: Kind, obj: Model) -> None:
+        if isinstance(obj, Service):
+            self.services[obj.key] = obj
+            self._dirty.add((obj.namespace, obj.name))
+        elif isinstance(obj, EndpointSlice):
+            old = self.slices.get(obj.key)
+            if old is not None and old.service_name != obj.service_name:
+                self._unlink_slice(old)
+            self.slices[obj.key] = obj
+            if obj.service_name:
+                self.slices_of.setdefault((obj.namespace, obj.service_name), {})[obj.name] = obj
+                self._dirty.add((obj.namespace, obj.service_name))
+        elif isinstance(obj, Namespace):
+            if obj.name not in self.namespaces:
+                self.namespaces.add(obj.name)
+                self.generation += 1
+        elif isinstance(obj, Pod):
+            self._remove_pod(obj.key)
+            if not obj.terminating and obj.ip:  # CDNS: pods with deletionTimestamp are dropped
+                self.pods[obj.key] = obj
+                ip = packed_ip(obj.ip)
+                if ip is not None:
+                    self.pod_ips.setdefault((obj.namespace, ip), set()).add(obj.name)
+            self._touch()
+
+    def _delete(self, kind: Kind, key: Key) -> None:
+        if kind is Kind.SERVICE:
+            if self.services.pop(key, None) is not None:
+                self._dirty.add(key)
+        elif kind is Kind.ENDPOINTSLICE:
+            old = self.slices.pop(key, None)
+            if old is not None:
+                self._unlink_slice(old)
+        elif kind is Kind.NAMESPACE:
+            if key[1] in self.namespaces:
+                self.namespaces.discard(key[1])
+                self.generation += 1
+        elif self._remove_pod(key):
+            self._touch()
+
+    def _unlink_slice(self, sl: EndpointSlice) -> None:
+        svc_key = (sl.namespace, sl.service_name)
+        group = self.slices_of.get(svc_key)
+        if group is not None:
+            group.pop(sl.name, None)
+            if not group:
+                del self.slices_of[svc_key]
+        if sl.service_name:
+            self._dirty.add(svc_key)
+
+    def _remove_pod(self, key: Key) -> bool:
+        pod = self.pods.pop(key, None)
+        if pod is None:
+            return False
+        ip = packed_ip(pod.ip)
+        names = self.pod_ips.get((pod.namespace, ip)) if ip is not None else None
+        if names is not None and ip is not None:
+            names.discard(pod.name)
+            if not names:
+                del self.pod_ips[(pod.namespace, ip)]
+        return True
+
+    def _flush(self) -> None:
+        """Recompute the views of every Service touched by the last call, and their PTRs."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        changed: set[Key] = set()
+        for key in dirty:
+            old = self.views.get(key)
+            new = self._compute(key)
+            if new == old:
+                continue
+            changed.add(key)
+            self._set_ptrs(key, old, new)
+            if new is None:
+                self.views.pop(key, None)
+            else:
+                self.views[key] = new
+        if changed:
+            self._touch()
+            for listener in self.listeners:
+                listener(changed)
+
+    def _compute(self, key: Key) -> ServiceView | None:
+        svc = self.services.get(key)
+        if svc is None:
+            return None
+        slices = (self.slices_of.get(key) or {}).values()
+        o = self.options
+        return build_view(svc, slices, endpoint_pod_names=o.endpoint_pod_names,
+                          ignore_empty_service=o.ignore_empty_service, use_endpoints=o.use_endpoints)
+
+    def _set_ptrs(self, key: Key, old: ServiceView | None, new: ServiceView | None) -> None:
+        """Replace the PTR contributions of one Service: ClusterIPs and endpoint addresses apart."""
+        if old is not None:
+            for ip_text, _ in old.ptrs:
+                ip = packed_ip(ip_text)
+                if ip is not None:
+                    _drop(self.cluster_ip_ptr, ip, key)
+                    _drop(self.endpoint_ptr, ip, key)
+        if new is None:
+            return
+        endpoint_targets: dict[bytes, list[str]] = {}
+        for ip_text, target in new.ptrs:
+            ip = packed_ip(ip_text)
+            if ip is None:
+                continue
+            if target == new.relname:
+                self.cluster_ip_ptr.setdefault(ip, {})[key] = target
+            else:
+                endpoint_targets.setdefault(ip, []).append(target)
+        for ip, targets in endpoint_targets.items():
+            self.endpoint_ptr.setdefault(ip, {})[key] = tuple(dict.fromkeys(targets))
+
+    def _touch(self) -> None:
+        self.generation += 1
+        self.serial = int(self._clock())
+
+
+_V = TypeVar("_V")
+
+
+def _drop(table: dict[bytes, dict[Key, _V]], ip: bytes, key: Key) -> None:
+    entry = table.get(ip)
+    if entry is not None and entry.pop(key, None) is not None and not entry:
+        del table[ip]

@@ -1,0 +1,187 @@
+"""Pure functions: a Service and its EndpointSlices → the DNS data of that Service.
+
+Computed once per change of the Service or one of its slices (never per query) and stored in the
+index as a ServiceView. Names here are relative to the cluster zone and lower-case
+(`web.default.svc`); the plugin appends the zone when it answers. Rules cite docs/dns-spec.md (§)
+and coredns-behaviour.md (CDNS §).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kdns.k8s.models import EndpointSlice, Service, ServicePort
+
+# CDNS §1: `endpoint_pod_names` uses the pod name only when it fits a DNS label (< 64 chars).
+_MAX_LABEL = 63
+# CoreDNS weighs SRV records out of 100 (CDNS §2, "SRV weight").
+_SRV_WEIGHT_TOTAL = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SrvRecord:
+    priority: int
+    weight: int
+    port: int
+    target: str  # relative to the zone, e.g. "web-0.web.default.svc"
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    """A and AAAA data of one name, deduplicated, in first-seen order."""
+
+    v4: tuple[str, ...] = ()
+    v6: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.v4 or self.v6)
+
+
+@dataclass(slots=True)
+class ServiceView:
+    """Everything DNS can say about one Service; `exists` False means its name is NXDOMAIN."""
+
+    namespace: str
+    name: str
+    exists: bool
+    addresses: Addresses  # of `<svc>.<ns>.svc`
+    cname: str | None  # ExternalName target, absolute, without trailing dot
+    endpoints: dict[str, Addresses] = field(default_factory=dict)  # label → addresses (`<label>.<svc>…`)
+    srv_by_port: dict[tuple[str, str], tuple[SrvRecord, ...]] = field(default_factory=dict)  # (name, proto)
+    srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CDNS extension, §13)
+    ptrs: tuple[tuple[str, str], ...] = ()  # (ip, target relative name); ClusterIPs first
+
+    @property
+    def relname(self) -> str:
+        return f"{self.name}.{self.namespace}.svc"
+
+
+def dashed_ip(ip: str) -> str:
+    """Endpoint label for an address without hostname (§1): `10-3-0-102`, `fd00--5`, `fd00--0`."""
+    if ":" not in ip:
+        return ip.replace(".", "-")
+    label = ipaddress.IPv6Address(ip).compressed.replace(":", "-")
+    return label + "0" if label.endswith("-") else label
+
+
+def ip_family(ip: str) -> int:
+    return 6 if ":" in ip else 4
+
+
+def _dedup(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def split_families(ips: Iterable[str]) -> Addresses:
+    ips = _dedup(ips)
+    return Addresses(tuple(ip for ip in ips if ":" not in ip), tuple(ip for ip in ips if ":" in ip))
+
+
+def _weight(candidates: int) -> int:
+    """floor(100/N), at least 1, computed before duplicates are removed (CDNS §2)."""
+    return max(1, _SRV_WEIGHT_TOTAL // candidates) if candidates else 0
+
+
+def _srv_set(entries: list[tuple[int, str]]) -> tuple[SrvRecord, ...]:
+    """(port, target) candidates → SRVs of equal weight, deduplicated by (target, port)."""
+    weight = _weight(len(entries))
+    unique = dict.fromkeys(entries)
+    return tuple(SrvRecord(0, weight, port, target) for port, target in unique)
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadyEndpoint:
+    label: str
+    ip: str
+    ports: tuple[ServicePort, ...]
+
+
+def _ready_endpoints(slices: Iterable[EndpointSlice], endpoint_pod_names: bool) -> list[_ReadyEndpoint]:
+    """Ready addresses of IP slices with their labels (§1, §8: ready true or absent; FQDN ignored)."""
+    out = []
+    for sl in slices:
+        if sl.address_type not in ("IPv4", "IPv6"):
+            continue
+        for ep in sl.endpoints:
+            if not ep.ready:
+                continue
+            for ip in ep.addresses:
+                out.append(_ReadyEndpoint(endpoint_label(ep.hostname, ep.target_name, ip, endpoint_pod_names), ip, sl.ports))
+    return out
+
+
+def endpoint_label(hostname: str | None, target_name: str | None, ip: str, endpoint_pod_names: bool) -> str:
+    """hostname, else (with endpoint_pod_names) the pod name if short enough, else the dashed IP."""
+    if hostname:
+        return hostname.lower()
+    if endpoint_pod_names and target_name and len(target_name) <= _MAX_LABEL:
+        return target_name.lower()
+    return dashed_ip(ip)
+
+
+def build_view(
+    svc: Service,
+    slices: Iterable[EndpointSlice],
+    *,
+    endpoint_pod_names: bool = False,
+    ignore_empty_service: bool = False,
+    use_endpoints: bool = True,
+) -> ServiceView:
+    """The DNS view of `svc` given its slices (§3 ClusterIP, §4 headless, §5 ExternalName)."""
+    ns, name = svc.namespace.lower(), svc.name.lower()
+    rel = f"{name}.{ns}.svc"
+    if svc.is_external_name:
+        target = svc.external_name.rstrip(".").lower()
+        valid = bool(target) and not _is_ip(target)  # CDNS #2324: an IP is not a valid target
+        return ServiceView(ns, name, valid, Addresses(), target if valid else None)
+
+    ready = _ready_endpoints(slices, endpoint_pod_names) if use_endpoints else []
+    endpoints: dict[str, list[str]] = {}
+    for r in ready:
+        endpoints.setdefault(r.label, []).append(r.ip)
+    endpoint_addrs = {label: split_families(ips) for label, ips in endpoints.items()}
+
+    srv_by_port: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    srv_all: list[tuple[int, str]] = []
+    if svc.headless:
+        addresses = split_families(r.ip for r in ready)
+        exists = bool(addresses)  # §4: a headless Service without ready endpoints is NXDOMAIN
+        for r in ready:
+            for p in r.ports:
+                entry = (p.port, f"{r.label}.{rel}")
+                srv_all.append(entry)
+                if p.name:
+                    srv_by_port.setdefault((p.name.lower(), p.protocol), []).append(entry)
+        ptrs = tuple((r.ip, f"{r.label}.{rel}") for r in ready)
+    else:
+        addresses = split_families(svc.cluster_ips)
+        exists = not (ignore_empty_service and not ready)
+        for p in svc.ports:
+            for _ip in svc.cluster_ips:  # candidates are IP × port (CDNS §2): dual-stack → weight 50
+                entry = (p.port, rel)
+                srv_all.append(entry)
+                if p.name:
+                    srv_by_port.setdefault((p.name.lower(), p.protocol), []).append(entry)
+        # CDNS: a ClusterIP answers PTR for itself; its endpoints also get PTRs (extension, §13).
+        ptrs = tuple((ip, rel) for ip in svc.cluster_ips) + tuple((r.ip, f"{r.label}.{rel}") for r in ready)
+    return ServiceView(
+        namespace=ns,
+        name=name,
+        exists=exists,
+        addresses=addresses,
+        cname=None,
+        endpoints=endpoint_addrs,
+        srv_by_port={k: _srv_set(v) for k, v in srv_by_port.items()},
+        srv_all=_srv_set(srv_all),
+        ptrs=ptrs,
+    )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

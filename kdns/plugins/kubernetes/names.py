@@ -1,0 +1,35 @@
+"""Pure name helpers: reverse names → addresses, pod labels → addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def address_from_reverse(labels: list[str], zone_kind: str) -> bytes | None:
+    """`['4','3','2','1']` under in-addr.arpa → 1.2.3.4 packed; 32 nibbles under ip6.arpa → IPv6.
+
+    `labels` are the labels left of `in-addr.arpa`/`ip6.arpa`, as in the name. Anything that is not
+    a complete address is None (a name error, which kind's Corefile lets fall through).
+    """
+    try:
+        if zone_kind == "in-addr.arpa." and len(labels) == 4:
+            if not all(part.isdigit() and len(part) <= 3 for part in labels):
+                return None
+            return ipaddress.IPv4Address(".".join(reversed(labels))).packed
+        if zone_kind == "ip6.arpa." and len(labels) == 32:
+            if not all(len(n) == 1 and n in "0123456789abcdef" for n in labels):
+                return None
+            return bytes.fromhex("".join(reversed(labels)))
+    except ValueError:
+        return None
+    return None
+
+
+def address_from_pod_label(label: str) -> str | None:
+    """`10-244-1-5` → `10.244.1.5`; `fd00-10-244-1--41` → `fd00:10:244:1::41` (dns-spec §7)."""
+    try:
+        if label.count("-") == 3 and "--" not in label:
+            return str(ipaddress.IPv4Address(label.replace("-", ".")))
+        return str(ipaddress.IPv6Address(label.replace("-", ":")))
+    except ValueError:
+        return None
