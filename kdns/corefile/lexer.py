@@ -25,6 +25,10 @@ class Token:
     file: str
     line: int
     quoted: bool = False
+    paste: int = 0  # which `import` pasted this token (0: none); lines compare only within a paste
+
+    def same_line(self, other: Token) -> bool:
+        return self.line == other.line and self.paste == other.paste and self.file == other.file
 
 
 def substitute_env(text: str, env: Mapping[str, str]) -> str:

@@ -8,8 +8,10 @@ line; `{` at the end of that line opens its block. `(name) { … }` defines a sn
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import ipaddress
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,7 @@ from kdns.corefile.model import Corefile, Directive, ServerAddress, ServerBlock
 
 _SUPPORTED_SCHEMES = ("dns",)
 _MAX_IMPORT_DEPTH = 10
+_paste_ids = itertools.count(1)
 
 
 def parse_file(path: str, env: Mapping[str, str] | None = None) -> Corefile:
@@ -104,18 +107,21 @@ def _expand_imports(
     i = 0
     while i < len(tokens):
         t = tokens[i]
-        starts_line = i == 0 or tokens[i - 1].line != t.line or _is_open(tokens[i - 1]) or _is_close(tokens[i - 1])
+        prev = tokens[i - 1] if i else None
+        starts_line = prev is None or not prev.same_line(t) or _is_open(prev) or _is_close(prev)
         if t.text == "import" and not t.quoted and starts_line:
             if depth >= _MAX_IMPORT_DEPTH:
                 raise CorefileError("import nested too deeply (a cycle?)", t.file, t.line, "import")
-            args = [a for a in tokens[i + 1 :] if a.line == t.line]
+            args = list(itertools.takewhile(t.same_line, tokens[i + 1 :]))
             if len(args) != 1:
                 raise CorefileError("import takes exactly one argument", t.file, t.line, "import")
             target = args[0].text
             if target in snippets:
-                pasted = [Token(x.text, t.file, t.line, x.quoted) for x in snippets[target]]
+                pasted = snippets[target]
             else:
                 pasted = _import_files(target, base_dir, env, t)
+            paste = next(_paste_ids)
+            pasted = [dataclasses.replace(x, paste=paste) for x in pasted]
             out.extend(_expand_imports(pasted, snippets, base_dir, env, depth + 1))
             i += 1 + len(args)
             continue
@@ -153,13 +159,15 @@ class _Parser:
     def _server_block(self, single: bool) -> ServerBlock:
         first = self.tokens[self.i]
         keys: list[Token] = []
+        continued = False  # the previous key token ended with a comma: keys go on on the next line
         while self.i < len(self.tokens) and not _is_open(self.tokens[self.i]):
             t = self.tokens[self.i]
             if _is_close(t):
                 raise CorefileError("unexpected '}'", t.file, t.line)
-            if keys and t.line != keys[-1].line and not keys[-1].text.endswith(","):
+            if keys and not t.same_line(keys[-1]) and not continued:
                 break  # a new line without a comma ends the keys: brace-less single block
-            keys.extend(Token(k, t.file, t.line) for k in t.text.split(",") if k)
+            keys.extend(dataclasses.replace(t, text=k) for k in t.text.split(",") if k)
+            continued = t.text.endswith(",")
             self.i += 1
         addresses = tuple(_parse_address(k) for k in keys)
         if self.i < len(self.tokens) and _is_open(self.tokens[self.i]):
@@ -184,7 +192,7 @@ def _directives(tokens: list[Token]) -> list[Directive]:
             raise CorefileError(f"unexpected '{head.text}'", head.file, head.line)
         j = i + 1
         args: list[str] = []
-        while j < len(tokens) and tokens[j].line == head.line and not _is_open(tokens[j]):
+        while j < len(tokens) and tokens[j].same_line(head) and not _is_open(tokens[j]):
             if _is_close(tokens[j]):
                 raise CorefileError("unexpected '}'", tokens[j].file, tokens[j].line, head.text)
             args.append(tokens[j].text)

@@ -1,0 +1,71 @@
+"""Sans-IO protocol helpers: EDNS reading, reply shape, truncation."""
+
+from __future__ import annotations
+
+from dnslib import QTYPE, RR, A, DNSRecord, EDNS0
+
+from kdns.protocol.edns import OUR_UDP_SIZE, read_edns
+from kdns.protocol.message import BADVERS, new_reply, to_wire
+
+
+def query(name: str = "big.example.", edns: int | None = None, do: bool = False) -> DNSRecord:
+    q = DNSRecord.question(name, "A")
+    if edns is not None:
+        q.add_ar(EDNS0(udp_len=edns, flags="do" if do else ""))
+    return DNSRecord.parse(q.pack())
+
+
+def with_answers(q: DNSRecord, n: int) -> DNSRecord:
+    r = new_reply(q, read_edns(q))
+    for i in range(n):
+        r.add_answer(RR(str(q.q.qname), QTYPE.A, ttl=30, rdata=A(f"10.0.{i // 256}.{i % 256}")))
+    return r
+
+
+def test_edns_is_read_and_mirrored() -> None:
+    q = query(edns=4096, do=True)
+    e = read_edns(q)
+    assert e is not None and (e.version, e.udp_size, e.do) == (0, 4096, True)
+    r = DNSRecord.parse(new_reply(q, e).pack())
+    (opt,) = [rr for rr in r.ar if rr.rtype == QTYPE.OPT]
+    assert opt.rclass == OUR_UDP_SIZE
+    assert opt.ttl & 0x8000  # DO mirrored
+
+
+def test_tiny_edns_size_counts_as_512() -> None:
+    e = read_edns(query(edns=100))
+    assert e is not None and e.udp_size == 512
+
+
+def test_no_opt_without_client_edns() -> None:
+    r = DNSRecord.parse(new_reply(query(), None).pack())
+    assert not r.ar
+
+
+def test_badvers_splits_the_extended_rcode() -> None:
+    q = query(edns=1232)
+    r = DNSRecord.parse(new_reply(q, read_edns(q), BADVERS).pack())
+    assert r.header.rcode == 0
+    (opt,) = r.ar
+    assert (opt.ttl >> 24) == 1
+
+
+def test_udp_reply_over_512_is_truncated_with_tc() -> None:
+    q = query()
+    wire = to_wire(with_answers(q, 60), None, tcp=False)
+    r = DNSRecord.parse(wire)
+    assert len(wire) <= 512 and r.header.tc == 1
+    assert 0 < len(r.rr) < 60
+
+
+def test_edns_size_is_honoured_and_tcp_is_not_truncated() -> None:
+    q = query(edns=4096)
+    assert DNSRecord.parse(to_wire(with_answers(q, 60), read_edns(q), tcp=False)).header.tc == 0
+    q2 = query()
+    r = DNSRecord.parse(to_wire(with_answers(q2, 60), None, tcp=True))
+    assert r.header.tc == 0 and len(r.rr) == 60
+
+
+def test_case_of_question_is_echoed() -> None:
+    q = query("MiXeD.Example.")
+    assert str(DNSRecord.parse(new_reply(q, None).pack()).q.qname) == "MiXeD.Example."
