@@ -1,0 +1,176 @@
+"""The DNS front end through a real kdns process: server-level answers and transport behaviour."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.support.dnsclient import ask, has_flag, rcode
+from tests.support.process import KdnsProcess, run_kdns
+
+WHOAMI = ".:{port} {\n  bind 127.0.0.1\n  whoami\n}\n"
+
+
+@pytest.fixture
+def server(kdns: Callable[..., KdnsProcess]) -> KdnsProcess:
+    return kdns(WHOAMI)
+
+
+def udp_exchange(port: int, payload: bytes, timeout: float = 2.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(payload, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def test_answers_over_udp_and_tcp_with_case_echoed(server: KdnsProcess) -> None:
+    for tcp in (False, True):
+        r = ask(server.port, "WhoAmI.Example.", "A", tcp=tcp)
+        assert rcode(r) == "NOERROR"
+        assert r.question[0].name.to_text() == "WhoAmI.Example."
+        assert has_flag(r, "AA") and not has_flag(r, "RA") and has_flag(r, "RD")
+
+
+def test_garbage_gets_formerr_and_the_listener_lives(server: KdnsProcess) -> None:
+    junk = b"\x12\x34" + b"\x01\x00" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x07broken"  # truncated qname
+    reply = udp_exchange(server.port, junk)
+    assert reply is not None
+    msg = dns.message.from_wire(reply, question_only=True) if len(reply) > 12 else None
+    assert reply[:2] == b"\x12\x34"
+    assert reply[3] & 0x0F == dns.rcode.FORMERR
+    assert msg is None or not msg.question
+    assert udp_exchange(server.port, b"\x00") is None  # too short for a header: dropped silently
+    assert rcode(ask(server.port, "still.alive.", "A")) == "NOERROR"
+
+
+def test_responses_are_never_answered(server: KdnsProcess) -> None:
+    q = dns.message.make_query("x.example.", "A")
+    q.flags |= 0x8000  # QR=1: a response, e.g. a reflection attempt
+    assert udp_exchange(server.port, q.to_wire(), timeout=0.5) is None
+    assert rcode(ask(server.port, "x.example.", "A")) == "NOERROR"
+
+
+def test_non_in_class_and_transfers_are_refused(server: KdnsProcess) -> None:
+    r = ask(server.port, "version.bind.", "TXT", rdclass="CH")
+    assert rcode(r) == "REFUSED" and not has_flag(r, "AA")
+    assert rcode(ask(server.port, "example.", "AXFR", tcp=True)) == "REFUSED"
+    assert rcode(ask(server.port, "example.", "IXFR", tcp=True)) == "REFUSED"
+
+
+def test_edns_version_1_gets_badvers(server: KdnsProcess) -> None:
+    r = ask(server.port, "x.example.", "A", edns=1)
+    assert r.rcode() == dns.rcode.BADVERS
+    assert r.edns == 0
+
+
+def test_unknown_edns_options_are_ignored(server: KdnsProcess) -> None:
+    q = dns.message.make_query("x.example.", "A", use_edns=0,
+                               options=[dns.edns.GenericOption(10, b"\x01" * 8)])  # COOKIE
+    r = dns.query.udp(q, "127.0.0.1", port=server.port, timeout=3)
+    assert rcode(r) == "NOERROR" and r.edns == 0
+    assert not r.options  # unknown options are not echoed back
+
+
+def test_tcp_pipelining_and_idle_connection(server: KdnsProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        ids = [101, 102, 103]
+        for qid in ids:
+            q = dns.message.make_query(f"q{qid}.example.", "A", id=qid).to_wire()
+            s.sendall(struct.pack("!H", len(q)) + q)
+        got = set()
+        for _ in ids:
+            (n,) = struct.unpack("!H", _recv_exact(s, 2))
+            got.add(dns.message.from_wire(_recv_exact(s, n)).id)
+        assert got == set(ids)
+
+
+def test_idle_tcp_connection_is_closed(server: KdnsProcess) -> None:
+    from kdns.server.listeners import TCP_IDLE_TIMEOUT
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TCP_IDLE_TIMEOUT + 10) as s:
+        start = time.monotonic()
+        assert s.recv(1) == b""  # server closed the connection
+        assert time.monotonic() - start >= TCP_IDLE_TIMEOUT - 1
+
+
+def test_query_without_question_is_servfail(server: KdnsProcess) -> None:
+    header = struct.pack("!HHHHHH", 77, 0x0100, 0, 0, 0, 0)
+    reply = udp_exchange(server.port, header)
+    assert reply is not None and reply[:2] == struct.pack("!H", 77) and reply[3] & 0x0F == dns.rcode.SERVFAIL
+
+
+def test_names_outside_every_zone_are_refused(kdns: Callable[..., KdnsProcess]) -> None:
+    p = kdns("example.org:{port} {\n  bind 127.0.0.1\n  whoami\n}\n")
+    assert rcode(ask(p.port, "www.example.org.", "A")) == "NOERROR"
+    assert rcode(ask(p.port, "www.example.com.", "A")) == "REFUSED"
+
+
+def test_longest_zone_wins(kdns: Callable[..., KdnsProcess], port: int) -> None:
+    text = ".:{port} {\n bind 127.0.0.1\n whoami\n}\nsub.example.org:{port} {\n bind 127.0.0.1\n}\n"
+    p = kdns(text, port)
+    assert rcode(ask(p.port, "a.example.org.", "A")) == "NOERROR"
+    assert rcode(ask(p.port, "a.sub.example.org.", "A")) == "SERVFAIL"  # empty chain: no next plugin
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def test_version_and_plugins_flags() -> None:
+    r = run_kdns(["-version"])
+    assert r.returncode == 0 and r.stdout.startswith("kdns-")
+    r = run_kdns(["-plugins"])
+    assert r.returncode == 0 and "kubernetes" in r.stdout and "whoami" in r.stdout
+
+
+def test_positional_arguments_are_fatal() -> None:
+    r = run_kdns(["-conf", "/nonexistent", "extra"])
+    assert r.returncode != 0 and "extra command line arguments" in r.stderr
+
+
+def test_bad_corefile_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "Corefile"
+    path.write_text(".:1053 {\n  whoami\n  frobnicate on\n}\n")
+    r = run_kdns(["-conf", str(path)])
+    assert r.returncode == 1
+    assert f"{path}:3 - Error during parsing: 'frobnicate': unknown directive" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_conf_equals_form_and_stdin(port: int) -> None:
+    r = run_kdns([f"-conf=/nonexistent-{port}"])
+    assert r.returncode == 1 and "cannot read Corefile" in r.stderr
+    r = run_kdns(["-conf", "stdin"], stdin=".:{p} {{\n  frobnicate\n}}\n".format(p=port))
+    assert r.returncode == 1 and "stdin:2" in r.stderr
+
+
+def test_not_yet_supported_plugin_warns_and_runs(kdns: Callable[..., KdnsProcess]) -> None:
+    p = kdns(".:{port} {\n  bind 127.0.0.1\n  chaos\n  whoami\n}\n")
+    assert rcode(ask(p.port, "x.example.", "A")) == "NOERROR"
+    assert "[WARNING] plugin/chaos: not supported by kdns yet" in p.logs()
+
+
+def test_dns_port_flag_sets_the_default_port(kdns: Callable[..., KdnsProcess], port: int) -> None:
+    p = kdns(". {\n  bind 127.0.0.1\n  whoami\n}\n", port, extra_args=("-dns.port", str(port)))
+    assert rcode(ask(p.port, "x.example.", "A")) == "NOERROR"
