@@ -12,7 +12,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from kdns import __version__
 from kdns import plugins as registry
@@ -26,15 +27,31 @@ _FALLBACK_COREFILE = ".:{port} {{\n    whoami\n    log\n}}\n"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kdns", description="Cluster DNS for Kubernetes (CoreDNS-compatible CLI)",
-                                allow_abbrev=False)
-    p.add_argument("-conf", "--conf", default=DEFAULT_COREFILE, metavar="FILE",
-                   help="Corefile to load ('stdin' reads standard input); default ./Corefile")
-    p.add_argument("-dns.port", "--dns.port", "-p", dest="port", type=int, default=53, metavar="N",
-                   help="default port for server blocks without one (53)")
+    p = argparse.ArgumentParser(
+        prog="kdns", description="Cluster DNS for Kubernetes (CoreDNS-compatible CLI)", allow_abbrev=False
+    )
+    p.add_argument(
+        "-conf",
+        "--conf",
+        default=DEFAULT_COREFILE,
+        metavar="FILE",
+        help="Corefile to load ('stdin' reads standard input); default ./Corefile",
+    )
+    p.add_argument(
+        "-dns.port",
+        "--dns.port",
+        "-p",
+        dest="port",
+        type=int,
+        default=53,
+        metavar="N",
+        help="default port for server blocks without one (53)",
+    )
     p.add_argument("-quiet", "--quiet", action="store_true", help="no start-up banner")
     p.add_argument("-pidfile", "--pidfile", default="", metavar="FILE", help="write the process ID here")
-    p.add_argument("-plugins", "--plugins", action="store_true", help="list plugins in execution order and exit")
+    p.add_argument(
+        "-plugins", "--plugins", action="store_true", help="list plugins in execution order and exit"
+    )
     p.add_argument("-version", "--version", action="store_true", help="print the version and exit")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     return p
@@ -70,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write(f"{os.getpid()}\n")
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop  # optional: the `fast` extra
 

@@ -42,6 +42,13 @@ class Request:
         """An empty reply to this request (question echoed, OPT mirrored)."""
         return new_reply(self.message, self.edns, rcode, aa)
 
+    def matches(self, reply: DNSRecord) -> bool:
+        """`reply` answers this question, names compared case-insensitively (CoreDNS request.Match)."""
+        if not reply.header.qr or len(reply.questions) != 1:
+            return False
+        q = reply.questions[0]
+        return str(q.qname).lower() == self.qname_lower and int(q.qtype) == self.qtype
+
 
 @dataclass(slots=True)
 class Reply:

@@ -56,7 +56,7 @@ def tokenize(text: str, file: str = "Corefile", env: Mapping[str, str] | None = 
         elif c == "#":
             while i < n and text[i] != "\n":
                 i += 1
-        elif c in "\"`":
+        elif c in '"`':
             start_line = line
             quote = c
             i += 1

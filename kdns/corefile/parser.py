@@ -116,10 +116,7 @@ def _expand_imports(
             if len(args) != 1:
                 raise CorefileError("import takes exactly one argument", t.file, t.line, "import")
             target = args[0].text
-            if target in snippets:
-                pasted = snippets[target]
-            else:
-                pasted = _import_files(target, base_dir, env, t)
+            pasted = snippets[target] if target in snippets else _import_files(target, base_dir, env, t)
             paste = next(_paste_ids)
             pasted = [dataclasses.replace(x, paste=paste) for x in pasted]
             out.extend(_expand_imports(pasted, snippets, base_dir, env, depth + 1))
@@ -140,7 +137,9 @@ def _import_files(pattern: str, base_dir: str, env: Mapping[str, str] | None, at
         try:
             tokens.extend(tokenize(Path(path).read_text(), path, env))
         except OSError as e:
-            raise CorefileError(f"import: cannot read {path}: {e.strerror}", at.file, at.line, "import") from e
+            raise CorefileError(
+                f"import: cannot read {path}: {e.strerror}", at.file, at.line, "import"
+            ) from e
     return tokens
 
 

@@ -40,8 +40,12 @@ def packed_ip(ip: str) -> bytes | None:
 class ClusterIndex:
     """Implements kdns.k8s.sink.ObjectSink; read by the kubernetes plugin."""
 
-    def __init__(self, options: ViewOptions | None = None, required: Iterable[Kind] = (),
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        options: ViewOptions | None = None,
+        required: Iterable[Kind] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.options = options or ViewOptions()
         self.required = frozenset(required)
         self._clock = clock
@@ -213,8 +217,13 @@ class ClusterIndex:
             return None
         slices = (self.slices_of.get(key) or {}).values()
         o = self.options
-        return build_view(svc, slices, endpoint_pod_names=o.endpoint_pod_names,
-                          ignore_empty_service=o.ignore_empty_service, use_endpoints=o.use_endpoints)
+        return build_view(
+            svc,
+            slices,
+            endpoint_pod_names=o.endpoint_pod_names,
+            ignore_empty_service=o.ignore_empty_service,
+            use_endpoints=o.use_endpoints,
+        )
 
     def _set_ptrs(self, key: Key, old: ServiceView | None, new: ServiceView | None) -> None:
         """Replace the PTR contributions of one Service: ClusterIPs and endpoint addresses apart."""

@@ -35,9 +35,12 @@ class Kind(StrEnum):
 
     @property
     def kind_name(self) -> str:
-        return {"services": "Service", "endpointslices": "EndpointSlice", "namespaces": "Namespace", "pods": "Pod"}[
-            self.value
-        ]
+        return {
+            "services": "Service",
+            "endpointslices": "EndpointSlice",
+            "namespaces": "Namespace",
+            "pods": "Pod",
+        }[self.value]
 
 
 def _s(value: object) -> str:
@@ -75,9 +78,13 @@ class Service:
         svc_type = spec.get("type") or "ClusterIP"
         ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip]
         headless = svc_type != "ExternalName" and (not ips or ips[0] == "None")
-        cluster_ips = () if headless or svc_type == "ExternalName" else tuple(_s(ip) for ip in ips if ip != "None")
+        cluster_ips = (
+            () if headless or svc_type == "ExternalName" else tuple(_s(ip) for ip in ips if ip != "None")
+        )
         ports = tuple(
-            ServicePort(_s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0))
+            ServicePort(
+                _s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0)
+            )
             for p in spec.get("ports") or ()
         )
         return cls(
@@ -125,11 +132,15 @@ class EndpointSlice:
                     addresses=tuple(_s(a) for a in ep.get("addresses") or ()),
                     ready=ready is None or bool(ready),
                     hostname=_s(ep["hostname"]) if ep.get("hostname") else None,
-                    target_name=_s(ref["name"]) if ref.get("kind", "Pod") == "Pod" and ref.get("name") else None,
+                    target_name=_s(ref["name"])
+                    if ref.get("kind", "Pod") == "Pod" and ref.get("name")
+                    else None,
                 )
             )
         ports = tuple(
-            ServicePort(_s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0))
+            ServicePort(
+                _s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0)
+            )
             for p in obj.get("ports") or ()
         )
         return cls(

@@ -108,7 +108,11 @@ def _ready_endpoints(slices: Iterable[EndpointSlice], endpoint_pod_names: bool) 
             if not ep.ready:
                 continue
             for ip in ep.addresses:
-                out.append(_ReadyEndpoint(endpoint_label(ep.hostname, ep.target_name, ip, endpoint_pod_names), ip, sl.ports))
+                out.append(
+                    _ReadyEndpoint(
+                        endpoint_label(ep.hostname, ep.target_name, ip, endpoint_pod_names), ip, sl.ports
+                    )
+                )
     return out
 
 

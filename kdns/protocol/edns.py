@@ -29,7 +29,9 @@ def read_edns(message: DNSRecord) -> Edns | None:
     for rr in message.ar:
         if rr.rtype == QTYPE.OPT:
             ttl = int(rr.ttl)
-            return Edns(version=(ttl >> 16) & 0xFF, udp_size=max(int(rr.rclass), MIN_UDP_SIZE), do=bool(ttl & 0x8000))
+            return Edns(
+                version=(ttl >> 16) & 0xFF, udp_size=max(int(rr.rclass), MIN_UDP_SIZE), do=bool(ttl & 0x8000)
+            )
     return None
 
 

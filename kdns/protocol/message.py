@@ -47,12 +47,12 @@ def new_reply(query: DNSRecord, edns: Edns | None, rcode: int = RCODE.NOERROR, a
 
 def formerr_reply(query_id: int) -> bytes:
     """A bare FORMERR (RFC 1035 §4.1.1) for a packet whose question could not be read."""
-    return DNSRecord(DNSHeader(id=query_id, qr=1, rcode=RCODE.FORMERR)).pack()
+    return bytes(DNSRecord(DNSHeader(id=query_id, qr=1, rcode=RCODE.FORMERR)).pack())
 
 
 def to_wire(reply: DNSRecord, edns: Edns | None, tcp: bool) -> bytes:
     """Pack `reply`, truncating with TC=1 when it does not fit the client's limit."""
-    wire: bytes = reply.pack()
+    wire = bytes(reply.pack())
     limit = max_reply_size(edns, tcp)
     if len(wire) <= limit:
         return wire

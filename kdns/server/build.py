@@ -29,7 +29,9 @@ class ServerPlan:
         return [p for c in self.chains for p in c.plugins]
 
 
-def build_plan(corefile: Corefile, controller: Controller, shared: dict[str, Any], dns_port: int) -> ServerPlan:
+def build_plan(
+    corefile: Corefile, controller: Controller, shared: dict[str, Any], dns_port: int
+) -> ServerPlan:
     """Set up every block's plugins (raising CorefileError on any bad directive)."""
     chains: list[Chain] = []
     listeners: dict[ListenKey, list[Chain]] = defaultdict(list)
@@ -57,7 +59,9 @@ def _directives_in_order(directives: tuple[Directive, ...]) -> list[Directive]:
             raise d.error("this plugin can only be used once per server block")
         seen.add(d.name)
         if not registry.is_implemented(d.name):
-            _log.warning("plugin/%s: not supported by kdns yet; directive at %s:%d ignored", d.name, d.file, d.line)
+            _log.warning(
+                "plugin/%s: not supported by kdns yet; directive at %s:%d ignored", d.name, d.file, d.line
+            )
             continue
         kept.append(d)
     return sorted(kept, key=lambda d: registry.rank(d.name))

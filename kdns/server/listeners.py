@@ -109,7 +109,9 @@ class Listener:
         transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.slot), sock=sock)
         self._udp = transport
         try:
-            self._tcp = await asyncio.start_server(self._serve_tcp, host=self.host, port=self.port, reuse_address=True)
+            self._tcp = await asyncio.start_server(
+                self._serve_tcp, host=self.host, port=self.port, reuse_address=True
+            )
         except OSError:
             transport.close()
             raise

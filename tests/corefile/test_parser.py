@@ -41,22 +41,38 @@ def test_kind_default_corefile() -> None:
     (block,) = cf.blocks
     assert block.addresses == (ServerAddress(".", 53),)
     assert [d.name for d in block.directives] == [
-        "errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache", "loop", "reload", "loadbalance"]
+        "errors",
+        "health",
+        "ready",
+        "kubernetes",
+        "prometheus",
+        "forward",
+        "cache",
+        "loop",
+        "reload",
+        "loadbalance",
+    ]
     k8s = block.find("kubernetes")[0]
     assert k8s.args == ("cluster.local", "in-addr.arpa", "ip6.arpa")
     assert [(c.name, c.args) for c in k8s.children] == [
-        ("pods", ("insecure",)), ("fallthrough", ("in-addr.arpa", "ip6.arpa")), ("ttl", ("30",))]
+        ("pods", ("insecure",)),
+        ("fallthrough", ("in-addr.arpa", "ip6.arpa")),
+        ("ttl", ("30",)),
+    ]
     assert k8s.line == 7
     assert block.find("health")[0].children[0].args == ("5s",)
     assert len(cf.sha512) == 128
 
 
 def test_several_blocks_keys_ports_and_schemes() -> None:
-    cf = parse_corefile("cluster.local:1053 dns://example.org, 10.0.0.0/8:1053 {\n whoami\n}\n"
-                        ".:5300 {\n log\n}\n")
+    cf = parse_corefile(
+        "cluster.local:1053 dns://example.org, 10.0.0.0/8:1053 {\n whoami\n}\n.:5300 {\n log\n}\n"
+    )
     assert cf.blocks[0].addresses == (
-        ServerAddress("cluster.local.", 1053), ServerAddress("example.org.", None),
-        ServerAddress("10.in-addr.arpa.", 1053))
+        ServerAddress("cluster.local.", 1053),
+        ServerAddress("example.org.", None),
+        ServerAddress("10.in-addr.arpa.", 1053),
+    )
     assert cf.blocks[1].addresses == (ServerAddress(".", 5300),)
 
 
@@ -68,8 +84,10 @@ def test_v6_cidr_zone_and_zone_case() -> None:
 
 
 def test_comments_quotes_and_env() -> None:
-    cf = parse_corefile('# top\n.:53 { # trailing\n  log "a b" `c d` # x\n  hosts {$HOSTS_FILE} {$MISSING:/etc/default}\n}\n',
-                        env={"HOSTS_FILE": "/tmp/hosts"})
+    cf = parse_corefile(
+        '# top\n.:53 { # trailing\n  log "a b" `c d` # x\n  hosts {$HOSTS_FILE} {$MISSING:/etc/default}\n}\n',
+        env={"HOSTS_FILE": "/tmp/hosts"},
+    )
     log, hosts = cf.blocks[0].directives
     assert log.args == ("a b", "c d")
     assert hosts.args == ("/tmp/hosts", "/etc/default")
@@ -93,15 +111,18 @@ def test_snippets_and_import(tmp_path: Path) -> None:
     assert [d.name for d in cf.blocks[0].directives] == ["errors", "cache", "log"]
 
 
-@pytest.mark.parametrize(("text", "line", "message"), [
-    (".:53 {\n  whoami\n", 1, "missing '}'"),
-    (".:53 {\n  whoami\n}\n}\n", 4, "unexpected '}'"),
-    (".:99999 {\n whoami\n}\n", 1, "invalid port"),
-    ("tls://.:853 {\n whoami\n}\n", 1, "unsupported scheme"),
-    (".:53 {\n whoami\n}\n.:53 {\n log\n}\n", 4, "duplicate server block key"),
-    ('.:53 {\n  log "open\n}\n', 2, "unterminated"),
-    (".:53 {\n import nothing-here\n}\n", 2, "no snippet or file"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (".:53 {\n  whoami\n", 1, "missing '}'"),
+        (".:53 {\n  whoami\n}\n}\n", 4, "unexpected '}'"),
+        (".:99999 {\n whoami\n}\n", 1, "invalid port"),
+        ("tls://.:853 {\n whoami\n}\n", 1, "unsupported scheme"),
+        (".:53 {\n whoami\n}\n.:53 {\n log\n}\n", 4, "duplicate server block key"),
+        ('.:53 {\n  log "open\n}\n', 2, "unterminated"),
+        (".:53 {\n import nothing-here\n}\n", 2, "no snippet or file"),
+    ],
+)
 def test_errors_name_the_line(text: str, line: int, message: str) -> None:
     with pytest.raises(CorefileError, match=message) as info:
         parse_corefile(text, "/etc/coredns/Corefile")

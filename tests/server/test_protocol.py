@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dnslib import QTYPE, RR, A, DNSRecord, EDNS0
+from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 
 from kdns.protocol.edns import OUR_UDP_SIZE, read_edns
 from kdns.protocol.message import BADVERS, new_reply, to_wire

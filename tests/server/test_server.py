@@ -76,8 +76,9 @@ def test_edns_version_1_gets_badvers(server: KdnsProcess) -> None:
 
 
 def test_unknown_edns_options_are_ignored(server: KdnsProcess) -> None:
-    q = dns.message.make_query("x.example.", "A", use_edns=0,
-                               options=[dns.edns.GenericOption(10, b"\x01" * 8)])  # COOKIE
+    q = dns.message.make_query(
+        "x.example.", "A", use_edns=0, options=[dns.edns.GenericOption(10, b"\x01" * 8)]
+    )  # COOKIE
     r = dns.query.udp(q, "127.0.0.1", port=server.port, timeout=3)
     assert rcode(r) == "NOERROR" and r.edns == 0
     assert not r.options  # unknown options are not echoed back
@@ -161,7 +162,7 @@ def test_bad_corefile_names_file_and_line(tmp_path: Path) -> None:
 def test_conf_equals_form_and_stdin(port: int) -> None:
     r = run_kdns([f"-conf=/nonexistent-{port}"])
     assert r.returncode == 1 and "cannot read Corefile" in r.stderr
-    r = run_kdns(["-conf", "stdin"], stdin=".:{p} {{\n  frobnicate\n}}\n".format(p=port))
+    r = run_kdns(["-conf", "stdin"], stdin=f".:{port} {{\n  frobnicate\n}}\n")
     assert r.returncode == 1 and "stdin:2" in r.stderr
 
 

@@ -25,7 +25,9 @@ def ask(
 ) -> dns.message.Message:
     """Send one query; `edns=False` sends plain DNS (no OPT)."""
     use_edns = -1 if edns is False else int(edns)
-    q = dns.message.make_query(name, rdtype, rdclass, use_edns=use_edns, payload=payload, want_dnssec=want_dnssec)
+    q = dns.message.make_query(
+        name, rdtype, rdclass, use_edns=use_edns, payload=payload, want_dnssec=want_dnssec
+    )
     if tcp:
         return dns.query.tcp(q, host, port=port, timeout=timeout)
     return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=True)
@@ -47,7 +49,8 @@ def answer_texts(msg: dns.message.Message, rdtype: str | None = None) -> list[st
 def section_rrsets(section: list[dns.rrset.RRset]) -> list[tuple[str, str, int, list[str]]]:
     """(owner, type, ttl, sorted rdata) per RRset, for exact comparisons."""
     return [
-        (rr.name.to_text(), dns.rdatatype.to_text(rr.rdtype), rr.ttl, sorted(rd.to_text() for rd in rr)) for rr in section
+        (rr.name.to_text(), dns.rdatatype.to_text(rr.rdtype), rr.ttl, sorted(rd.to_text() for rd in rr))
+        for rr in section
     ]
 
 

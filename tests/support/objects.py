@@ -22,9 +22,17 @@ def port(name: str, port: int, protocol: str = "TCP", target_port: int | None = 
     return p
 
 
-def service(name: str, ns: str = "default", *, ips: Sequence[str] = ("10.96.0.20",), ports: Iterable[Obj] = (),
-            type: str = "ClusterIP", external_name: str | None = None, labels: dict[str, str] | None = None,
-            publish_not_ready: bool = False) -> Obj:
+def service(
+    name: str,
+    ns: str = "default",
+    *,
+    ips: Sequence[str] = ("10.96.0.20",),
+    ports: Iterable[Obj] = (),
+    type: str = "ClusterIP",
+    external_name: str | None = None,
+    labels: dict[str, str] | None = None,
+    publish_not_ready: bool = False,
+) -> Obj:
     """A Service; `ips=()` or `ips=("None",)` makes it headless."""
     spec: Obj = {"type": type, "ports": list(ports)}
     if type == "ExternalName":
@@ -36,8 +44,12 @@ def service(name: str, ns: str = "default", *, ips: Sequence[str] = ("10.96.0.20
         spec["ipFamilies"] = ["IPv6" if ":" in ip else "IPv4" for ip in ips if ip != "None"] or ["IPv4"]
     if publish_not_ready:
         spec["publishNotReadyAddresses"] = True
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+        "spec": spec,
+    }
 
 
 def headless(name: str, ns: str = "default", ports: Iterable[Obj] = (), **kw: Any) -> Obj:
@@ -48,8 +60,13 @@ def external(name: str, target: str, ns: str = "default") -> Obj:
     return service(name, ns, type="ExternalName", external_name=target)
 
 
-def endpoint(*addresses: str, ready: bool | None = True, hostname: str | None = None,
-             pod: str | None = None, node: str | None = None) -> Obj:
+def endpoint(
+    *addresses: str,
+    ready: bool | None = True,
+    hostname: str | None = None,
+    pod: str | None = None,
+    node: str | None = None,
+) -> Obj:
     """One endpoint; `ready=None` leaves the condition out (unknown = ready)."""
     ep: Obj = {"addresses": list(addresses), "conditions": {} if ready is None else {"ready": ready}}
     if hostname:
@@ -61,20 +78,43 @@ def endpoint(*addresses: str, ready: bool | None = True, hostname: str | None = 
     return ep
 
 
-def endpoint_slice(name: str, service_name: str, ns: str = "default", *, endpoints: Iterable[Obj] = (),
-                   ports: Iterable[Obj] | None = (), address_type: str = "IPv4",
-                   labels: dict[str, str] | None = None) -> Obj:
+def endpoint_slice(
+    name: str,
+    service_name: str,
+    ns: str = "default",
+    *,
+    endpoints: Iterable[Obj] = (),
+    ports: Iterable[Obj] | None = (),
+    address_type: str = "IPv4",
+    labels: dict[str, str] | None = None,
+) -> Obj:
     meta_labels = {"kubernetes.io/service-name": service_name, **(labels or {})}
     ports_list = None if ports is None else [{k: v for k, v in p.items() if k != "targetPort"} for p in ports]
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": name, "namespace": ns, "labels": meta_labels},
-            "addressType": address_type, "endpoints": list(endpoints), "ports": ports_list}
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": ns, "labels": meta_labels},
+        "addressType": address_type,
+        "endpoints": list(endpoints),
+        "ports": ports_list,
+    }
 
 
-def pod(name: str, ip: str, ns: str = "default", *, phase: str = "Running", terminating: bool = False,
-        labels: dict[str, str] | None = None) -> Obj:
+def pod(
+    name: str,
+    ip: str,
+    ns: str = "default",
+    *,
+    phase: str = "Running",
+    terminating: bool = False,
+    labels: dict[str, str] | None = None,
+) -> Obj:
     meta: Obj = {"name": name, "namespace": ns, "labels": labels or {}}
     if terminating:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]},
+    }

@@ -16,8 +16,17 @@ ROOT = Path(__file__).resolve().parents[2]
 class KdnsProcess:
     """A kdns child process. Use as a context manager, or call start()/stop()."""
 
-    def __init__(self, corefile: str, workdir: Path, port: int, *, extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None, wait_tcp: bool = True, name: str = "Corefile") -> None:
+    def __init__(
+        self,
+        corefile: str,
+        workdir: Path,
+        port: int,
+        *,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        wait_tcp: bool = True,
+        name: str = "Corefile",
+    ) -> None:
         self.workdir = workdir
         self.port = port
         self.corefile_path = workdir / name
@@ -36,7 +45,10 @@ class KdnsProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kdns", "-conf", str(self.corefile_path), *self.extra_args],
-            cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         if self.wait_tcp:
             self.wait_listening(timeout)
@@ -85,9 +97,17 @@ class KdnsProcess:
         self.stop()
 
 
-def run_kdns(args: list[str], timeout: float = 20.0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_kdns(
+    args: list[str], timeout: float = 20.0, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run kdns to completion (for -version, -plugins, bad Corefiles)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "kdns", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "kdns", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        input=stdin,
+    )

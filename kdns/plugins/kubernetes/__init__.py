@@ -39,8 +39,9 @@ def _source(d: Directive, opts: KubernetesOptions, index: ClusterIndex, kinds: l
     from kdns.k8s.informer import InformerSet, WatchSpec
 
     try:
-        client = ApiClient.from_options(endpoint=opts.endpoint, tls=opts.tls, kubeconfig=opts.kubeconfig,
-                                        context=opts.kubeconfig_context)
+        client = ApiClient.from_options(
+            endpoint=opts.endpoint, tls=opts.tls, kubeconfig=opts.kubeconfig, context=opts.kubeconfig_context
+        )
     except ApiConfigError as e:
         raise d.error(str(e)) from e
     specs = []

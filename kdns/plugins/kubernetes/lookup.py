@@ -67,8 +67,9 @@ def _nxdomain() -> Result:
 class Lookup:
     """Answers for one kubernetes plugin instance; holds no per-query state."""
 
-    def __init__(self, index: ClusterIndex, options: KubernetesOptions,
-                 self_addresses: Sequence[str] = ()) -> None:
+    def __init__(
+        self, index: ClusterIndex, options: KubernetesOptions, self_addresses: Sequence[str] = ()
+    ) -> None:
         self.index = index
         self.opts = options
         self.ttl = options.ttl
@@ -91,7 +92,9 @@ class Lookup:
             return self._pod(owner, labels, qtype)
         if labels == ["dns-version"]:
             if qtype == QTYPE.TXT:
-                return Result(Status.ANSWER, [RR(owner, QTYPE.TXT, ttl=DNS_VERSION_TTL, rdata=TXT(DNS_SCHEMA_VERSION))])
+                return Result(
+                    Status.ANSWER, [RR(owner, QTYPE.TXT, ttl=DNS_VERSION_TTL, rdata=TXT(DNS_SCHEMA_VERSION))]
+                )
             return _nodata()
         if labels == ["dns"]:
             return _nodata()
@@ -183,8 +186,10 @@ class Lookup:
         return _nxdomain()
 
     def _srv(self, owner: str, view: ServiceView, srvs: Sequence[SrvRecord], zone: str) -> Result:
-        answer = [RR(owner, QTYPE.SRV, ttl=self.ttl, rdata=SRV(s.priority, s.weight, s.port, f"{s.target}.{zone}"))
-                  for s in srvs]
+        answer = [
+            RR(owner, QTYPE.SRV, ttl=self.ttl, rdata=SRV(s.priority, s.weight, s.port, f"{s.target}.{zone}"))
+            for s in srvs
+        ]
         glue: list[RR] = []
         for target in dict.fromkeys(s.target for s in srvs):
             if target == view.relname:
@@ -236,7 +241,9 @@ class Lookup:
         if qtype != QTYPE.PTR:
             return _nodata()
         primary = self.opts.primary_zone
-        return Result(Status.ANSWER, [RR(owner, QTYPE.PTR, ttl=self.ttl, rdata=PTR(f"{t}.{primary}")) for t in targets])
+        return Result(
+            Status.ANSWER, [RR(owner, QTYPE.PTR, ttl=self.ttl, rdata=PTR(f"{t}.{primary}")) for t in targets]
+        )
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -248,7 +255,9 @@ class Lookup:
         if qtype == QTYPE.A and addrs.v4:
             return Result(Status.ANSWER, [RR(owner, QTYPE.A, ttl=self.ttl, rdata=A(ip)) for ip in addrs.v4])
         if qtype == QTYPE.AAAA and addrs.v6:
-            return Result(Status.ANSWER, [RR(owner, QTYPE.AAAA, ttl=self.ttl, rdata=AAAA(ip)) for ip in addrs.v6])
+            return Result(
+                Status.ANSWER, [RR(owner, QTYPE.AAAA, ttl=self.ttl, rdata=AAAA(ip)) for ip in addrs.v6]
+            )
         return _nodata()
 
     def _address_rrs(self, owner: str, addrs: Addresses) -> list[RR]:

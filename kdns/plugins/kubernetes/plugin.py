@@ -15,8 +15,9 @@ import time
 
 from dnslib import QTYPE, RCODE, RR, SOA
 
-from kdns.k8s.index import ClusterIndex, ViewOptions
+from kdns.k8s.index import ClusterIndex
 from kdns.k8s.models import Kind
+from kdns.k8s.records import split_families
 from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
 from kdns.plugin import Controller, Handler, Plugin
@@ -26,6 +27,8 @@ from kdns.plugins.kubernetes.options import KubernetesOptions
 from kdns.request import Reply, Request
 
 _log = plugin_logger("kubernetes")
+# dnslib's RCODE table is untyped; name the three rcodes this plugin writes once, as ints.
+NOERROR, SERVFAIL, NXDOMAIN = int(RCODE.NOERROR), int(RCODE.SERVFAIL), int(RCODE.NXDOMAIN)
 # RFC 1034 §3.6.2 leaves the chain length open; resolvers stop around 8–16 (BIND: 16, CoreDNS: 8
 # for its own lookups). 10 in-zone hops covers any sane ExternalName chain and stops loops.
 MAX_CNAME_HOPS = 10
@@ -49,8 +52,9 @@ def watched_kinds(opts: KubernetesOptions) -> list[Kind]:
 class Kubernetes(Plugin):
     name = "kubernetes"
 
-    def __init__(self, opts: KubernetesOptions, source: ObjectSource, index: ClusterIndex,
-                 controller: Controller) -> None:
+    def __init__(
+        self, opts: KubernetesOptions, source: ObjectSource, index: ClusterIndex, controller: Controller
+    ) -> None:
         self.opts = opts
         self.index = index
         self.source = source
@@ -60,7 +64,7 @@ class Kubernetes(Plugin):
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.lookup.self_addresses = await _own_addresses()
+        self.lookup.self_addresses = split_families(await _own_addresses())
         await self.source.start()
         deadline = time.monotonic() + self.opts.startup_timeout
         while not self.source.synced():
@@ -87,9 +91,9 @@ class Kubernetes(Plugin):
         if result.status is Status.NXDOMAIN:
             if self._falls_through(request.qname_lower):
                 return await next_(request)
-            rcode = RCODE.NXDOMAIN if self.index.synced else RCODE.SERVFAIL
+            rcode = NXDOMAIN if self.index.synced else SERVFAIL
             return self._reply(request, result, zone, rcode)
-        rcode = RCODE.NOERROR
+        rcode = NOERROR
         if result.chase is not None:
             rcode = await self._chase(request, result)
         return self._reply(request, result, zone, rcode)
@@ -100,7 +104,7 @@ class Kubernetes(Plugin):
 
     def _reply(self, request: Request, result: Result, zone: str, rcode: int) -> Reply:
         msg = request.reply(rcode=rcode, aa=True)
-        zone_owner = request.qname[len(request.qname) - len(zone):] if zone != "." else "."
+        zone_owner = request.qname[len(request.qname) - len(zone) :] if zone != "." else "."
         for rr in result.answer:
             msg.add_answer(rr)
         if result.apex_ns:
@@ -122,8 +126,12 @@ class Kubernetes(Plugin):
     def _soa(self, owner: str, zone: str) -> RR:
         ttl = self.opts.ttl
         times = (self.index.serial, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl)
-        return RR(owner, QTYPE.SOA, ttl=min(ttl, _SOA_TTL_CAP),
-                  rdata=SOA(f"ns.dns.{zone}", f"hostmaster.{zone}", times))
+        return RR(
+            owner,
+            QTYPE.SOA,
+            ttl=min(ttl, _SOA_TTL_CAP),
+            rdata=SOA(f"ns.dns.{zone}", f"hostmaster.{zone}", times),
+        )
 
     # --- ExternalName ---------------------------------------------------------------------------
 
@@ -134,7 +142,7 @@ class Kubernetes(Plugin):
         seen: set[str] = set()
         while target is not None:
             if target in seen or len(seen) >= MAX_CNAME_HOPS:
-                return RCODE.NOERROR
+                return NOERROR
             seen.add(target)
             zone = zone_matches(target, self.opts.forward_zones)
             if zone is None:
@@ -143,27 +151,27 @@ class Kubernetes(Plugin):
             result.answer.extend(inner.answer)
             result.negative_tail = inner.status is not Status.ANSWER
             if inner.status is Status.NXDOMAIN:
-                return RCODE.NXDOMAIN  # RFC 6604 §2.1: the rcode describes the last name of the chain
+                return NXDOMAIN  # RFC 6604 §2.1: the rcode describes the last name of the chain
             target = inner.chase
-        return RCODE.NOERROR
+        return NOERROR
 
     async def _chase_outside(self, request: Request, result: Result, target: str) -> int:
         depth = _chase_depth.get()
         if depth >= MAX_CNAME_HOPS:
-            return RCODE.NOERROR
+            return NOERROR
         token = _chase_depth.set(depth + 1)
         try:
             upstream = await self.controller.resolve(target, request.qtype, request.proto)
         except Exception as e:  # the CNAME alone is still the right answer (dns-spec §5)
             _log.debug("chasing %s failed: %s", target, e)
-            return RCODE.NOERROR
+            return NOERROR
         finally:
             _chase_depth.reset(token)
         result.answer.extend(upstream.rr)
         result.truncated = bool(upstream.header.tc)  # CDNS §2: the upstream's TC bit is copied
         if not any(rr.rtype == request.qtype for rr in upstream.rr):
             result.authority.extend(upstream.auth)
-        return RCODE.NXDOMAIN if upstream.header.rcode == RCODE.NXDOMAIN else RCODE.NOERROR
+        return NXDOMAIN if upstream.header.rcode == NXDOMAIN else NOERROR
 
 
 async def _own_addresses() -> list[str]:

@@ -22,8 +22,12 @@ def rev(ip: str) -> str:
 
 def make_index() -> ClusterIndex:
     index = ClusterIndex()
-    for kind, objs in ((Kind.NAMESPACE, cluster.NAMESPACES), (Kind.SERVICE, cluster.SERVICES),
-                       (Kind.ENDPOINTSLICE, cluster.SLICES), (Kind.POD, cluster.PODS)):
+    for kind, objs in (
+        (Kind.NAMESPACE, cluster.NAMESPACES),
+        (Kind.SERVICE, cluster.SERVICES),
+        (Kind.ENDPOINTSLICE, cluster.SLICES),
+        (Kind.POD, cluster.PODS),
+    ):
         index.replace(kind, [parse_object(kind, obj) for obj in objs])
     return index
 
@@ -40,81 +44,113 @@ def lookup(name: str, qtype: str, **opts: object) -> tuple[Status, list[str]]:
 ANSWER, NODATA, NX = Status.ANSWER, Status.NODATA, Status.NXDOMAIN
 
 
-@pytest.mark.parametrize(("name", "qtype", "status", "data"), [
-    # ClusterIP (§3): A from clusterIPs, the other family NODATA, other types NODATA
-    ("web.default.svc.cluster.local.", "A", ANSWER, ["10.96.0.20"]),
-    ("Web.Default.SVC.cluster.local.", "A", ANSWER, ["10.96.0.20"]),
-    ("web.default.svc.cluster.local.", "AAAA", NODATA, []),
-    ("web.default.svc.cluster.local.", "TXT", NODATA, []),
-    ("web.default.svc.cluster.local.", "MX", NODATA, []),
-    ("dual.default.svc.cluster.local.", "A", ANSWER, ["10.96.0.30"]),
-    ("dual.default.svc.cluster.local.", "AAAA", ANSWER, ["fd00:10:96::30"]),
-    # SRV (§3): Service port, target the service; unnamed ports have none; unknown → NXDOMAIN
-    ("_http._tcp.web.default.svc.cluster.local.", "SRV", ANSWER, ["0 100 80 web.default.svc.cluster.local."]),
-    ("_HTTP._TCP.web.default.svc.cluster.local.", "SRV", ANSWER, ["0 100 80 web.default.svc.cluster.local."]),
-    ("_http._udp.web.default.svc.cluster.local.", "SRV", NX, []),
-    ("_nope._tcp.web.default.svc.cluster.local.", "SRV", NX, []),
-    ("_http._tcp.web.default.svc.cluster.local.", "A", NODATA, []),
-    ("_tcp.web.default.svc.cluster.local.", "SRV", NODATA, []),  # empty non-terminal (RFC 8020)
-    ("_http._tcp.dual.default.svc.cluster.local.", "SRV", ANSWER, ["0 50 80 dual.default.svc.cluster.local."]),
-    # bare-name SRV lists all ports; kube-dns's 53/udp + 53/tcp collapse (CDNS: weight 33 each)
-    ("kube-dns.kube-system.svc.cluster.local.", "SRV", ANSWER,
-     ["0 33 53 kube-dns.kube-system.svc.cluster.local.", "0 33 9153 kube-dns.kube-system.svc.cluster.local."]),
-    # endpoints of a ClusterIP service are named too (CDNS extension)
-    ("10-244-1-6.web.default.svc.cluster.local.", "A", ANSWER, ["10.244.1.6"]),
-    ("10-244-1-7.web.default.svc.cluster.local.", "A", NX, []),  # not ready
-    # headless (§4): ready endpoints only; absent condition = ready; per-family
-    ("db.default.svc.cluster.local.", "A", ANSWER, ["10.244.2.1", "10.244.2.2"]),
-    ("db.default.svc.cluster.local.", "AAAA", ANSWER, ["fd00::1"]),
-    ("db-0.db.default.svc.cluster.local.", "A", ANSWER, ["10.244.2.1"]),
-    ("db-0.db.default.svc.cluster.local.", "AAAA", ANSWER, ["fd00::1"]),
-    ("10-244-2-2.db.default.svc.cluster.local.", "A", ANSWER, ["10.244.2.2"]),
-    ("10-244-2-2.db.default.svc.cluster.local.", "AAAA", NODATA, []),
-    ("10-244-2-1.db.default.svc.cluster.local.", "A", NX, []),  # has a hostname: not by dashed IP
-    ("db-2.db.default.svc.cluster.local.", "A", NX, []),  # not ready
-    # headless SRV: target = endpoint name, port = slice port; dual-stack db-0 collapses (weight 33)
-    ("_mysql._tcp.db.default.svc.cluster.local.", "SRV", ANSWER,
-     ["0 33 3306 10-244-2-2.db.default.svc.cluster.local.", "0 33 3306 db-0.db.default.svc.cluster.local."]),
-    ("empty.default.svc.cluster.local.", "A", NX, []),  # no ready endpoint: NXDOMAIN for every type
-    ("empty.default.svc.cluster.local.", "AAAA", NX, []),
-    ("noports.default.svc.cluster.local.", "A", ANSWER, ["10.244.4.1"]),
-    ("noports.default.svc.cluster.local.", "SRV", NODATA, []),
-    # ExternalName (§5)
-    ("ext.default.svc.cluster.local.", "CNAME", ANSWER, ["www.example.com."]),
-    ("ext.default.svc.cluster.local.", "A", ANSWER, ["www.example.com."]),
-    ("ext-ip.default.svc.cluster.local.", "A", NX, []),
-    ("x.ext.default.svc.cluster.local.", "A", NX, []),
-    ("_http._tcp.ext.default.svc.cluster.local.", "SRV", NX, []),
-    # zone structure (§6)
-    ("cluster.local.", "A", NODATA, []),
-    ("cluster.local.", "TXT", NODATA, []),
-    ("svc.cluster.local.", "A", NODATA, []),
-    ("default.svc.cluster.local.", "A", NODATA, []),
-    ("default.svc.cluster.local.", "TXT", NODATA, []),
-    ("nope.svc.cluster.local.", "A", NX, []),
-    ("nope.default.svc.cluster.local.", "A", NX, []),
-    ("api.default.svc.cluster.local.", "A", NX, []),  # lives in "other"
-    ("web.default.svc.default.svc.cluster.local.", "A", NX, []),  # search-path miss
-    ("a.b.c.web.default.svc.cluster.local.", "A", NX, []),
-    ("www.example.com.cluster.local.", "A", NX, []),
-    ("dns-version.cluster.local.", "TXT", ANSWER, ['"1.1.0"']),
-    ("dns-version.cluster.local.", "A", NODATA, []),
-    ("*.default.svc.cluster.local.", "A", NX, []),  # wildcards were removed (CoreDNS 1.9)
-    ("pod.cluster.local.", "A", NODATA, []),
-    # reverse (§3, §4)
-    ("20.0.96.10.in-addr.arpa.", "PTR", ANSWER, ["web.default.svc.cluster.local."]),
-    ("20.0.96.10.in-addr.arpa.", "A", NODATA, []),
-    ("1.2.244.10.in-addr.arpa.", "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
-    ("2.2.244.10.in-addr.arpa.", "PTR", ANSWER, ["10-244-2-2.db.default.svc.cluster.local."]),
-    ("5.1.244.10.in-addr.arpa.", "PTR", ANSWER, ["10-244-1-5.web.default.svc.cluster.local."]),
-    ("3.2.244.10.in-addr.arpa.", "PTR", NX, []),  # not ready
-    ("9.9.9.9.in-addr.arpa.", "PTR", NX, []),
-    ("0.96.10.in-addr.arpa.", "PTR", NX, []),
-    (rev("fd00::1"), "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
-    (rev("FD00:10:96:0::30"), "PTR", ANSWER, ["dual.default.svc.cluster.local."]),
-    (rev("fd00::1").upper(), "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
-    (rev("fd00::2"), "PTR", NX, []),
-])
+@pytest.mark.parametrize(
+    ("name", "qtype", "status", "data"),
+    [
+        # ClusterIP (§3): A from clusterIPs, the other family NODATA, other types NODATA
+        ("web.default.svc.cluster.local.", "A", ANSWER, ["10.96.0.20"]),
+        ("Web.Default.SVC.cluster.local.", "A", ANSWER, ["10.96.0.20"]),
+        ("web.default.svc.cluster.local.", "AAAA", NODATA, []),
+        ("web.default.svc.cluster.local.", "TXT", NODATA, []),
+        ("web.default.svc.cluster.local.", "MX", NODATA, []),
+        ("dual.default.svc.cluster.local.", "A", ANSWER, ["10.96.0.30"]),
+        ("dual.default.svc.cluster.local.", "AAAA", ANSWER, ["fd00:10:96::30"]),
+        # SRV (§3): Service port, target the service; unnamed ports have none; unknown → NXDOMAIN
+        (
+            "_http._tcp.web.default.svc.cluster.local.",
+            "SRV",
+            ANSWER,
+            ["0 100 80 web.default.svc.cluster.local."],
+        ),
+        (
+            "_HTTP._TCP.web.default.svc.cluster.local.",
+            "SRV",
+            ANSWER,
+            ["0 100 80 web.default.svc.cluster.local."],
+        ),
+        ("_http._udp.web.default.svc.cluster.local.", "SRV", NX, []),
+        ("_nope._tcp.web.default.svc.cluster.local.", "SRV", NX, []),
+        ("_http._tcp.web.default.svc.cluster.local.", "A", NODATA, []),
+        ("_tcp.web.default.svc.cluster.local.", "SRV", NODATA, []),  # empty non-terminal (RFC 8020)
+        (
+            "_http._tcp.dual.default.svc.cluster.local.",
+            "SRV",
+            ANSWER,
+            ["0 50 80 dual.default.svc.cluster.local."],
+        ),
+        # bare-name SRV lists all ports; kube-dns's 53/udp + 53/tcp collapse (CDNS: weight 33 each)
+        (
+            "kube-dns.kube-system.svc.cluster.local.",
+            "SRV",
+            ANSWER,
+            [
+                "0 33 53 kube-dns.kube-system.svc.cluster.local.",
+                "0 33 9153 kube-dns.kube-system.svc.cluster.local.",
+            ],
+        ),
+        # endpoints of a ClusterIP service are named too (CDNS extension)
+        ("10-244-1-6.web.default.svc.cluster.local.", "A", ANSWER, ["10.244.1.6"]),
+        ("10-244-1-7.web.default.svc.cluster.local.", "A", NX, []),  # not ready
+        # headless (§4): ready endpoints only; absent condition = ready; per-family
+        ("db.default.svc.cluster.local.", "A", ANSWER, ["10.244.2.1", "10.244.2.2"]),
+        ("db.default.svc.cluster.local.", "AAAA", ANSWER, ["fd00::1"]),
+        ("db-0.db.default.svc.cluster.local.", "A", ANSWER, ["10.244.2.1"]),
+        ("db-0.db.default.svc.cluster.local.", "AAAA", ANSWER, ["fd00::1"]),
+        ("10-244-2-2.db.default.svc.cluster.local.", "A", ANSWER, ["10.244.2.2"]),
+        ("10-244-2-2.db.default.svc.cluster.local.", "AAAA", NODATA, []),
+        ("10-244-2-1.db.default.svc.cluster.local.", "A", NX, []),  # has a hostname: not by dashed IP
+        ("db-2.db.default.svc.cluster.local.", "A", NX, []),  # not ready
+        # headless SRV: target = endpoint name, port = slice port; dual-stack db-0 collapses (weight 33)
+        (
+            "_mysql._tcp.db.default.svc.cluster.local.",
+            "SRV",
+            ANSWER,
+            [
+                "0 33 3306 10-244-2-2.db.default.svc.cluster.local.",
+                "0 33 3306 db-0.db.default.svc.cluster.local.",
+            ],
+        ),
+        ("empty.default.svc.cluster.local.", "A", NX, []),  # no ready endpoint: NXDOMAIN for every type
+        ("empty.default.svc.cluster.local.", "AAAA", NX, []),
+        ("noports.default.svc.cluster.local.", "A", ANSWER, ["10.244.4.1"]),
+        ("noports.default.svc.cluster.local.", "SRV", NODATA, []),
+        # ExternalName (§5)
+        ("ext.default.svc.cluster.local.", "CNAME", ANSWER, ["www.example.com."]),
+        ("ext.default.svc.cluster.local.", "A", ANSWER, ["www.example.com."]),
+        ("ext-ip.default.svc.cluster.local.", "A", NX, []),
+        ("x.ext.default.svc.cluster.local.", "A", NX, []),
+        ("_http._tcp.ext.default.svc.cluster.local.", "SRV", NX, []),
+        # zone structure (§6)
+        ("cluster.local.", "A", NODATA, []),
+        ("cluster.local.", "TXT", NODATA, []),
+        ("svc.cluster.local.", "A", NODATA, []),
+        ("default.svc.cluster.local.", "A", NODATA, []),
+        ("default.svc.cluster.local.", "TXT", NODATA, []),
+        ("nope.svc.cluster.local.", "A", NX, []),
+        ("nope.default.svc.cluster.local.", "A", NX, []),
+        ("api.default.svc.cluster.local.", "A", NX, []),  # lives in "other"
+        ("web.default.svc.default.svc.cluster.local.", "A", NX, []),  # search-path miss
+        ("a.b.c.web.default.svc.cluster.local.", "A", NX, []),
+        ("www.example.com.cluster.local.", "A", NX, []),
+        ("dns-version.cluster.local.", "TXT", ANSWER, ['"1.1.0"']),
+        ("dns-version.cluster.local.", "A", NODATA, []),
+        ("*.default.svc.cluster.local.", "A", NX, []),  # wildcards were removed (CoreDNS 1.9)
+        ("pod.cluster.local.", "A", NODATA, []),
+        # reverse (§3, §4)
+        ("20.0.96.10.in-addr.arpa.", "PTR", ANSWER, ["web.default.svc.cluster.local."]),
+        ("20.0.96.10.in-addr.arpa.", "A", NODATA, []),
+        ("1.2.244.10.in-addr.arpa.", "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
+        ("2.2.244.10.in-addr.arpa.", "PTR", ANSWER, ["10-244-2-2.db.default.svc.cluster.local."]),
+        ("5.1.244.10.in-addr.arpa.", "PTR", ANSWER, ["10-244-1-5.web.default.svc.cluster.local."]),
+        ("3.2.244.10.in-addr.arpa.", "PTR", NX, []),  # not ready
+        ("9.9.9.9.in-addr.arpa.", "PTR", NX, []),
+        ("0.96.10.in-addr.arpa.", "PTR", NX, []),
+        (rev("fd00::1"), "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
+        (rev("FD00:10:96:0::30"), "PTR", ANSWER, ["dual.default.svc.cluster.local."]),
+        (rev("fd00::1").upper(), "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
+        (rev("fd00::2"), "PTR", NX, []),
+    ],
+)
 def test_lookup(name: str, qtype: str, status: Status, data: list[str]) -> None:
     assert lookup(name, qtype) == (status, data)
 
@@ -128,7 +164,9 @@ def test_pods_insecure_answers_the_label() -> None:
     assert lookup("10-244-9-9.default.pod.cluster.local.", "A", pods="insecure") == (ANSWER, ["10.244.9.9"])
     assert lookup("10-244-9-9.default.pod.cluster.local.", "AAAA", pods="insecure") == (NODATA, [])
     assert lookup("fd00-10-244-1--41.default.pod.cluster.local.", "AAAA", pods="insecure") == (
-        ANSWER, ["fd00:10:244:1::41"])
+        ANSWER,
+        ["fd00:10:244:1::41"],
+    )
     assert lookup("10-244-9-9.nope.pod.cluster.local.", "A", pods="insecure")[0] is NX
     assert lookup("not-an-ip.default.pod.cluster.local.", "A", pods="insecure")[0] is NX
     assert lookup("default.pod.cluster.local.", "A", pods="insecure")[0] is NODATA
@@ -151,9 +189,17 @@ def test_namespaces_option_hides_other_namespaces_everywhere() -> None:
 
 def test_existence_is_the_same_for_every_qtype() -> None:
     """RFC 8020 / coredns-behaviour §8: no name is NXDOMAIN for one type and data for another."""
-    names = ["cluster.local.", "svc.cluster.local.", "default.svc.cluster.local.", "dns-version.cluster.local.",
-             "web.default.svc.cluster.local.", "db-0.db.default.svc.cluster.local.", "nope.svc.cluster.local.",
-             "_http._tcp.web.default.svc.cluster.local.", "empty.default.svc.cluster.local."]
+    names = [
+        "cluster.local.",
+        "svc.cluster.local.",
+        "default.svc.cluster.local.",
+        "dns-version.cluster.local.",
+        "web.default.svc.cluster.local.",
+        "db-0.db.default.svc.cluster.local.",
+        "nope.svc.cluster.local.",
+        "_http._tcp.web.default.svc.cluster.local.",
+        "empty.default.svc.cluster.local.",
+    ]
     for name in names:
         kinds = {lookup(name, t)[0] is NX for t in ("A", "AAAA", "TXT", "SRV", "MX", "CNAME", "HTTPS", "PTR")}
         assert len(kinds) == 1, name
