@@ -5,7 +5,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 1053
-APT_PKGS := dnsutils knot knot-dnsutils dnsperf
+APT_PKGS := dnsutils knot knot-dnsutils dnsperf buildah mmdebstrap umoci runc iproute2
 
 .PHONY: demo test lint debs venv
 

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Build the kdns image without a Docker daemon and export it for `kind load image-archive`.
+#
+# buildah (vfs storage, chroot isolation: works as root in a plain container, no daemon, no
+# overlay or user namespaces needed). When the base image is not in local storage and no registry
+# can be reached, a Debian bookworm base with python3 + libcap2-bin is assembled with mmdebstrap
+# (Debian's own package mirror) and cached. kdns and its dependencies are built into wheels here,
+# outside the image, so the build itself needs no network. See deploy/README.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/kdns/__init__.py")"
+TAG="kdns:$VERSION"
+BASE=""
+DOCKER_ARCHIVE=""
+OCI_ARCHIVE=""
+CACHE="${KDNS_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kdns-image}"
+PY="${PYTHON:-}"
+LOCAL_BASE="localhost/kdns-base:bookworm-python3"
+PUBLIC_BASE="python:3.12-slim"
+WHEELS="$ROOT/dist/wheels"   # inside the build context; .dockerignore sends only this
+
+usage() {
+  cat <<EOF
+usage: deploy/build-image.sh [options]
+  -t, --tag NAME:TAG        image name (default $TAG); load it into kind under the same name
+  -o, --docker-archive FILE write a docker-archive (default dist/kdns-image.tar unless --oci-archive)
+      --oci-archive FILE    write an OCI archive (umoci: untar it, then 'umoci unpack --image DIR:TAG')
+  -b, --base IMAGE          base image already in buildah's storage (default: $PUBLIC_BASE if
+                            present, else $LOCAL_BASE, assembled with mmdebstrap when missing)
+      --python PY           interpreter that builds the wheels (default .venv/bin/python or python3)
+  -h, --help
+Environment: KDNS_IMAGE_CACHE (default $CACHE) keeps the mmdebstrap base tarball between runs.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -t|--tag) TAG="$2"; shift 2 ;;
+    -o|--docker-archive) DOCKER_ARCHIVE="$2"; shift 2 ;;
+    --oci-archive) OCI_ARCHIVE="$2"; shift 2 ;;
+    -b|--base) BASE="$2"; shift 2 ;;
+    --python) PY="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "build-image.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[ -n "$DOCKER_ARCHIVE$OCI_ARCHIVE" ] || DOCKER_ARCHIVE="$ROOT/dist/kdns-image.tar"
+if [ -z "$PY" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
+fi
+for tool in buildah mmdebstrap; do
+  command -v "$tool" >/dev/null || { echo "build-image.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
+done
+
+bah() { buildah --storage-driver vfs "$@"; }
+have_image() { bah inspect --type image "$1" >/dev/null 2>&1; }
+step_start=$SECONDS
+step() { echo "== $* (+$((SECONDS - step_start))s)"; }
+
+# --- base image --------------------------------------------------------------------------------
+# The local base: minbase bookworm (python3 3.11, which kdns supports) + libcap2-bin for setcap;
+# docs, man pages and locales left out. The tarball is cached; the image is kept in vfs storage.
+local_base() {
+  have_image "$LOCAL_BASE" && return 0
+  local tarball="$CACHE/debian-bookworm-python3.tar"
+  if [ ! -s "$tarball" ]; then
+    step "assembling $LOCAL_BASE with mmdebstrap"
+    mkdir -p "$CACHE"
+    mmdebstrap --quiet --variant=minbase --include=python3,libcap2-bin \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$tarball.part"
+    mv "$tarball.part" "$tarball"
+  fi
+  step "importing $tarball as $LOCAL_BASE"
+  local c
+  c="$(bah from scratch)"
+  bah add "$c" "$tarball" / >/dev/null
+  bah config --cmd '["/usr/bin/python3"]' \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
+  bah commit --quiet --rm "$c" "$LOCAL_BASE" >/dev/null
+}
+
+if [ -z "$BASE" ]; then
+  if have_image "$PUBLIC_BASE"; then BASE="$PUBLIC_BASE"; else local_base; BASE="$LOCAL_BASE"; fi
+elif [ "$BASE" = "$LOCAL_BASE" ]; then
+  local_base
+elif ! have_image "$BASE"; then
+  echo "build-image.sh: base $BASE is not in buildah's storage (buildah pull it first)" >&2; exit 1
+fi
+
+# --- wheels ------------------------------------------------------------------------------------
+# Wheels must match the base's Python (compiled dependencies such as aiohttp and uvloop are per
+# minor version). Same minor as the builder: pip wheel, which can also build any sdist. Otherwise:
+# kdns's own (pure) wheel plus binary wheels downloaded for the base's Python and this machine.
+target_python() {
+  local c v
+  c="$(bah from --pull=never --quiet "$1")"
+  v="$(bah run --isolation chroot "$c" -- python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  bah rm "$c" >/dev/null
+  echo "$v"
+}
+step "base $BASE"
+TARGET_PY="$(target_python "$BASE")"
+HOST_PY="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+step "wheels for python $TARGET_PY (builder python $HOST_PY) into $WHEELS"
+rm -rf "$WHEELS"
+mkdir -p "$WHEELS"
+pipq=("$PY" -m pip --disable-pip-version-check -q)
+if [ "$TARGET_PY" = "$HOST_PY" ]; then
+  "${pipq[@]}" wheel -w "$WHEELS" "$ROOT[fast]" pip
+else
+  "${pipq[@]}" wheel --no-deps -w "$WHEELS" "$ROOT"
+  kdns_wheel="$(echo "$WHEELS"/kdns-*.whl)"
+  "${pipq[@]}" download -d "$WHEELS" --only-binary=:all: --python-version "$TARGET_PY" \
+    --implementation cp --platform "manylinux_2_17_$(uname -m)" --platform "manylinux2014_$(uname -m)" \
+    --platform "manylinux_2_28_$(uname -m)" "$kdns_wheel[fast]" pip
+fi
+
+# --- image -------------------------------------------------------------------------------------
+old_id="$(bah inspect --type image --format '{{.FromImageID}}' "$TAG" 2>/dev/null || true)"
+step "buildah bud $TAG FROM $BASE"
+bah bud --quiet --isolation chroot --pull=never --layers=false --build-arg "BASE=$BASE" \
+  -f "$ROOT/Dockerfile" -t "$TAG" "$ROOT" >/dev/null
+new_id="$(bah inspect --type image --format '{{.FromImageID}}' "$TAG")"
+if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+  bah rmi "$old_id" >/dev/null 2>&1 || true   # the previous build of this tag, now untagged
+fi
+
+# kubelet looks the image up under the Deployment's name (kdns:TAG = docker.io/library/kdns:TAG),
+# so the archive carries $TAG itself.
+if [ -n "$DOCKER_ARCHIVE" ]; then
+  step "exporting docker-archive $DOCKER_ARCHIVE"
+  mkdir -p "$(dirname "$DOCKER_ARCHIVE")"; rm -f "$DOCKER_ARCHIVE"
+  bah push --quiet "$TAG" "docker-archive:$DOCKER_ARCHIVE:$TAG"
+fi
+if [ -n "$OCI_ARCHIVE" ]; then
+  step "exporting oci-archive $OCI_ARCHIVE"
+  mkdir -p "$(dirname "$OCI_ARCHIVE")"; rm -f "$OCI_ARCHIVE"
+  bah push --quiet "$TAG" "oci-archive:$OCI_ARCHIVE:$TAG"
+fi
+step "done: $TAG ($new_id)"

@@ -1,0 +1,1 @@
+"""Tests of the image recipe and the deploy/ manifests (offline: hadolint, kubernetes-validate)."""
