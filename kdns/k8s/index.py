@@ -4,6 +4,14 @@ The index is the ObjectSink the informers (or manifest files) feed. Every change
 the Services it touches (records.build_view) and their PTR entries; nothing is rebuilt whole. All
 calls run on the event loop thread, and each public call leaves the index consistent, so a query
 never sees half of an update (a re-list is applied in one `replace` call).
+
+Slice hand-over. The EndpointSlice controller replaces slices as two API writes (delete, then
+create; or remove an endpoint from one slice, then add it to another), and the watch delivers them
+as two events. Applied naively, a Service whose pods all stay ready has no endpoints in between:
+NXDOMAIN for a headless name. So when an event *removes* ready addresses (not a ready→false flip,
+which is a real change) and that leaves the Service with no ready address at all, the old slice is
+kept as a ghost until the next slice event for that Service or HANDOVER_HOLD seconds, whichever
+comes first. The only cost: a force-deleted last pod stays in DNS for up to HANDOVER_HOLD.
 """
 
 from __future__ import annotations
@@ -18,6 +26,10 @@ from kdns.k8s.models import EndpointSlice, Kind, Model, Namespace, Pod, Service
 from kdns.k8s.records import ServiceView, build_view
 
 Key = tuple[str, str]
+# Long enough for the controller's second write to arrive (milliseconds apart in practice, seconds
+# on a loaded API server), short next to the 30 s TTL kind gives cluster names.
+HANDOVER_HOLD = 2.0
+Scheduler = Callable[[float, Callable[[], None]], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,10 @@ class ClusterIndex:
         self.generation = 0  # bumped on every change a query could see
         self._dirty: set[Key] = set()
         self.listeners: list[Callable[[set[Key]], None]] = []  # told which services changed
+        # Slice hand-over (see module docstring): slices whose removal is on hold, per Service.
+        self.call_later: Scheduler | None = None  # set by the plugin once an event loop runs
+        self._ghosts: dict[Key, dict[str, EndpointSlice]] = {}
+        self._removed: dict[Key, list[EndpointSlice]] = {}  # this call's slices that lost ready IPs
 
     # --- ObjectSink -----------------------------------------------------------------------------
 
@@ -135,10 +151,14 @@ class ClusterIndex:
             old = self.slices.get(obj.key)
             if old is not None and old.service_name != obj.service_name:
                 self._unlink_slice(old)
+            elif old is not None and _removes_ready_addresses(old, obj):
+                self._removed.setdefault((old.namespace, old.service_name), []).append(old)
             self.slices[obj.key] = obj
             if obj.service_name:
-                self.slices_of.setdefault((obj.namespace, obj.service_name), {})[obj.name] = obj
-                self._dirty.add((obj.namespace, obj.service_name))
+                svc_key = (obj.namespace, obj.service_name)
+                self._ghosts.pop(svc_key, None)  # the hand-over's second half arrived
+                self.slices_of.setdefault(svc_key, {})[obj.name] = obj
+                self._dirty.add(svc_key)
         elif isinstance(obj, Namespace):
             if obj.name not in self.namespaces:
                 self.namespaces.add(obj.name)
@@ -155,10 +175,13 @@ class ClusterIndex:
     def _delete(self, kind: Kind, key: Key) -> None:
         if kind is Kind.SERVICE:
             if self.services.pop(key, None) is not None:
+                self._ghosts.pop(key, None)
                 self._dirty.add(key)
         elif kind is Kind.ENDPOINTSLICE:
             old = self.slices.pop(key, None)
             if old is not None:
+                if _removes_ready_addresses(old, None):
+                    self._removed.setdefault((old.namespace, old.service_name), []).append(old)
                 self._unlink_slice(old)
         elif kind is Kind.NAMESPACE:
             if key[1] in self.namespaces:
@@ -191,6 +214,7 @@ class ClusterIndex:
 
     def _flush(self) -> None:
         """Recompute the views of every Service touched by the last call, and their PTRs."""
+        removed, self._removed = self._removed, {}
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
@@ -198,6 +222,8 @@ class ClusterIndex:
         for key in dirty:
             old = self.views.get(key)
             new = self._compute(key)
+            if key in removed and _lost_all_endpoints(old, new) and self._hold(key, removed[key]):
+                new = self._compute(key)
             if new == old:
                 continue
             changed.add(key)
@@ -211,11 +237,27 @@ class ClusterIndex:
             for listener in self.listeners:
                 listener(changed)
 
+    def _hold(self, key: Key, slices: list[EndpointSlice]) -> bool:
+        """Keep `slices` as ghosts of Service `key` until its next slice event or the hold expires."""
+        if self.call_later is None:
+            return False
+        ghosts = self._ghosts.setdefault(key, {})
+        for sl in slices:
+            ghosts[sl.name] = sl
+        self.call_later(HANDOVER_HOLD, lambda: self._expire(key, ghosts))
+        return True
+
+    def _expire(self, key: Key, ghosts: dict[str, EndpointSlice]) -> None:
+        if self._ghosts.get(key) is ghosts:  # not already superseded by a newer event
+            del self._ghosts[key]
+            self._dirty.add(key)
+            self._flush()
+
     def _compute(self, key: Key) -> ServiceView | None:
         svc = self.services.get(key)
         if svc is None:
             return None
-        slices = (self.slices_of.get(key) or {}).values()
+        slices = [*(self.slices_of.get(key) or {}).values(), *(self._ghosts.get(key) or {}).values()]
         o = self.options
         return build_view(
             svc,
@@ -250,6 +292,20 @@ class ClusterIndex:
     def _touch(self) -> None:
         self.generation += 1
         self.serial = int(self._clock())
+
+
+def _ready_addresses(sl: EndpointSlice) -> set[str]:
+    return {ip for ep in sl.endpoints if ep.ready for ip in ep.addresses}
+
+
+def _removes_ready_addresses(old: EndpointSlice, new: EndpointSlice | None) -> bool:
+    """True when a ready address of `old` is absent from `new` altogether (not merely unready)."""
+    present = {ip for ep in new.endpoints for ip in ep.addresses} if new is not None else set()
+    return bool(_ready_addresses(old) - present)
+
+
+def _lost_all_endpoints(old: ServiceView | None, new: ServiceView | None) -> bool:
+    return old is not None and new is not None and bool(old.endpoints) and not new.endpoints
 
 
 _V = TypeVar("_V")

@@ -64,6 +64,7 @@ class Kubernetes(Plugin):
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.index.call_later = asyncio.get_running_loop().call_later  # slice hand-over holds
         self.lookup.self_addresses = split_families(await _own_addresses())
         await self.source.start()
         deadline = time.monotonic() + self.opts.startup_timeout

@@ -1,0 +1,183 @@
+"""ClusterIndex: per-object updates, re-list reconciliation, PTR bookkeeping, slice hand-over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kdns.k8s.index import HANDOVER_HOLD, ClusterIndex, packed_ip
+from kdns.k8s.models import Kind, parse_object
+from tests.support import objects as o
+
+
+class FakeClock:
+    """Collects call_later callbacks so a test decides when the hold expires."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def call_later(self, delay: float, cb: Callable[[], None]) -> None:
+        self.pending.append((delay, cb))
+
+    def run_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for _, cb in pending:
+            cb()
+
+
+def index_with(*objs: dict[str, Any], clock: FakeClock | None = None) -> ClusterIndex:
+    idx = ClusterIndex(clock=(lambda: clock.now) if clock else __import__("time").time)
+    if clock:
+        idx.call_later = clock.call_later
+    for kind in (Kind.NAMESPACE, Kind.SERVICE, Kind.ENDPOINTSLICE, Kind.POD):
+        idx.replace(kind, [parse_object(kind, obj) for obj in objs if obj["kind"] == kind.kind_name])
+    return idx
+
+
+def slice_obj(name: str, svc: str, *ips: str, ready: bool = True) -> dict[str, Any]:
+    return o.endpoint_slice(
+        name, svc, endpoints=[o.endpoint(ip, ready=ready) for ip in ips], ports=[o.port("http", 80)]
+    )
+
+
+def put(idx: ClusterIndex, obj: dict[str, Any]) -> None:
+    kind = next(k for k in Kind if k.kind_name == obj["kind"])
+    idx.upsert(kind, parse_object(kind, obj))
+
+
+def headless_ips(idx: ClusterIndex, name: str = "hl") -> tuple[str, ...]:
+    view = idx.view("default", name)
+    return view.addresses.v4 if view and view.exists else ()
+
+
+def test_replace_reconciles_deletions_and_changes() -> None:
+    idx = index_with(
+        o.namespace("default"), o.service("a", ips=["10.96.0.1"]), o.service("b", ips=["10.96.0.2"])
+    )
+    idx.replace(Kind.SERVICE, [parse_object(Kind.SERVICE, o.service("b", ips=["10.96.0.3"]))])
+    assert idx.view("default", "a") is None
+    view = idx.view("default", "b")
+    assert view is not None and view.addresses.v4 == ("10.96.0.3",)
+    assert idx.ptr_targets(packed_ip("10.96.0.1") or b"") == []
+    assert idx.ptr_targets(packed_ip("10.96.0.2") or b"") == []
+    assert idx.ptr_targets(packed_ip("10.96.0.3") or b"") == [("default", "b.default.svc")]
+
+
+def test_sync_requires_every_kind() -> None:
+    idx = ClusterIndex(required=[Kind.SERVICE, Kind.NAMESPACE])
+    idx.replace(Kind.SERVICE, [])
+    assert not idx.synced
+    idx.replace(Kind.NAMESPACE, [])
+    assert idx.synced
+
+
+def test_slice_changes_update_endpoints_and_ptrs() -> None:
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-1", "hl", "10.0.0.1", "10.0.0.2")
+    )
+    assert headless_ips(idx) == ("10.0.0.1", "10.0.0.2")
+    put(idx, slice_obj("hl-1", "hl", "10.0.0.2", "10.0.0.3"))
+    assert headless_ips(idx) == ("10.0.0.2", "10.0.0.3")
+    assert idx.ptr_targets(packed_ip("10.0.0.1") or b"") == []
+    assert idx.ptr_targets(packed_ip("10.0.0.3") or b"") == [("default", "10-0-0-3.hl.default.svc")]
+
+
+def test_ip_backing_two_headless_services_gets_a_ptr_each() -> None:
+    idx = index_with(
+        o.namespace("default"),
+        o.headless("a"),
+        o.headless("b"),
+        slice_obj("a-1", "a", "10.0.0.9"),
+        slice_obj("b-1", "b", "10.0.0.9"),
+    )
+    assert sorted(idx.ptr_targets(packed_ip("10.0.0.9") or b"")) == [
+        ("default", "10-0-0-9.a.default.svc"),
+        ("default", "10-0-0-9.b.default.svc"),
+    ]
+
+
+def test_readiness_flip_is_immediate_even_for_the_last_endpoint() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-1", "hl", "10.0.0.1"), clock=clock
+    )
+    put(idx, slice_obj("hl-1", "hl", "10.0.0.1", ready=False))
+    assert headless_ips(idx) == ()
+    assert clock.pending == []
+
+
+def test_slice_replacement_never_empties_a_headless_service() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-old", "hl", "10.0.0.1"), clock=clock
+    )
+    idx.delete(Kind.ENDPOINTSLICE, ("default", "hl-old"))  # first half of the hand-over
+    assert headless_ips(idx) == ("10.0.0.1",)
+    put(idx, slice_obj("hl-new", "hl", "10.0.0.1"))  # second half
+    assert headless_ips(idx) == ("10.0.0.1",)
+    clock.run_pending()  # the hold's timer fires after the hand-over: nothing changes
+    assert headless_ips(idx) == ("10.0.0.1",)
+
+
+def test_endpoint_moving_between_slices_never_empties() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"),
+        o.headless("hl"),
+        slice_obj("hl-a", "hl", "10.0.0.1"),
+        slice_obj("hl-b", "hl"),
+        clock=clock,
+    )
+    put(idx, slice_obj("hl-a", "hl"))  # removed from a…
+    assert headless_ips(idx) == ("10.0.0.1",)
+    put(idx, slice_obj("hl-b", "hl", "10.0.0.1"))  # …added to b
+    assert headless_ips(idx) == ("10.0.0.1",)
+
+
+def test_a_removal_with_no_replacement_applies_when_the_hold_expires() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-1", "hl", "10.0.0.1"), clock=clock
+    )
+    idx.delete(Kind.ENDPOINTSLICE, ("default", "hl-1"))
+    assert headless_ips(idx) == ("10.0.0.1",)
+    assert [d for d, _ in clock.pending] == [HANDOVER_HOLD]
+    clock.run_pending()
+    assert headless_ips(idx) == ()
+
+
+def test_partial_removal_is_immediate() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-1", "hl", "10.0.0.1", "10.0.0.2"), clock=clock
+    )
+    put(idx, slice_obj("hl-1", "hl", "10.0.0.2"))
+    assert headless_ips(idx) == ("10.0.0.2",)
+    assert clock.pending == []
+
+
+def test_serial_and_generation_follow_dns_changes_only() -> None:
+    clock = FakeClock()
+    idx = index_with(o.namespace("default"), o.service("a", ips=["10.96.0.1"]), clock=clock)
+    serial, gen = idx.serial, idx.generation
+    clock.now += 100
+    put(idx, o.service("a", ips=["10.96.0.1"]))  # no DNS-visible change
+    assert (idx.serial, idx.generation) == (serial, gen)
+    put(idx, o.namespace("other"))  # namespaces never bump the serial (CDNS §1)
+    assert idx.serial == serial and idx.generation > gen
+    put(idx, o.service("a", ips=["10.96.0.9"]))
+    assert idx.serial == int(clock.now)
+
+
+def test_service_delete_drops_view_ptrs_and_ghosts() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-1", "hl", "10.0.0.1"), clock=clock
+    )
+    idx.delete(Kind.ENDPOINTSLICE, ("default", "hl-1"))
+    idx.delete(Kind.SERVICE, ("default", "hl"))
+    assert idx.view("default", "hl") is None
+    assert idx.ptr_targets(packed_ip("10.0.0.1") or b"") == []
+    clock.run_pending()
+    assert idx.view("default", "hl") is None
