@@ -1,0 +1,166 @@
+"""The forward plugin's query path: zone matching, the concurrency limit, and the upstream loop.
+
+The loop is CoreDNS's (plugin/forward/forward.go ServeDNS): walk the upstreams in policy order
+within a 5 s overall deadline, each attempt with a 2 s read timeout; skip upstreams marked down, and
+when all are down pick a random one anyway (health checking itself may be what is broken); a failed
+attempt starts that upstream's health check and moves on to the next. When time runs out the query
+fails with the last upstream error (SERVFAIL, logged by `errors`). One difference: CoreDNS retries
+the list in a tight loop, kdns pauses 0.1 s between passes so a dead upstream costs no CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+from typing import ClassVar
+
+from dnslib import RCODE, DNSRecord
+
+from kdns.plugin import Handler, Plugin, PluginError
+from kdns.plugins._args import zone_matches
+from kdns.plugins.forward import metrics
+from kdns.plugins.forward.config import ForwardConfig
+from kdns.plugins.forward.health import HealthCheck
+from kdns.plugins.forward.policy import make_policy
+from kdns.plugins.forward.proxy import READ_TIMEOUT, Proxy, UpstreamError
+from kdns.protocol.message import FormatError, parse_query
+from kdns.request import Reply, Request
+
+OVERALL_TIMEOUT = 5.0  # CoreDNS defaultTimeout
+RETRY_PAUSE = 0.1
+MIN_SWEEP_INTERVAL = 1.0
+
+
+class Forward(Plugin):
+    name: ClassVar[str] = "forward"
+
+    def __init__(self, config: ForwardConfig) -> None:
+        self.config = config
+        self.proxies = [Proxy(u, config.expire) for u in config.upstreams]
+        probe_proto = "tcp" if config.force_tcp else "udp"
+        self.health = {p: HealthCheck(p, config.health, probe_proto, config.max_fails) for p in self.proxies}
+        self._order = make_policy(config.policy)
+        self._inflight = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for check in self.health.values():
+            await check.stop()
+        for proxy in self.proxies:
+            proxy.conns.close()
+
+    async def _sweep(self) -> None:
+        """Close cached connections once they are older than `expire` (CoreDNS's transport cleanup)."""
+        while True:
+            await asyncio.sleep(max(self.config.expire, MIN_SWEEP_INTERVAL))
+            for proxy in self.proxies:
+                proxy.conns.sweep()
+
+    # --- query path -------------------------------------------------------------------------------
+
+    def matches(self, qname_lower: str) -> bool:
+        """In FROM and not under an `except` name (FROM itself is always forwarded, as in CoreDNS)."""
+        cfg = self.config
+        if zone_matches(qname_lower, (cfg.from_zone,)) is None:
+            return False
+        return qname_lower == cfg.from_zone or zone_matches(qname_lower, cfg.ignored) is None
+
+    async def serve(self, request: Request, next_: Handler) -> Reply:
+        if not self.matches(request.qname_lower):
+            return await next_(request)
+        limit = self.config.max_concurrent
+        if limit and self._inflight >= limit:
+            # Beyond max_concurrent: REFUSED at once, and not a health failure (CoreDNS).
+            metrics.max_concurrent_reject()
+            return Reply(request.reply(RCODE.REFUSED), self.name)
+        self._inflight += 1
+        try:
+            return await self._forward(request)
+        finally:
+            self._inflight -= 1
+
+    async def _forward(self, request: Request) -> Reply:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OVERALL_TIMEOUT
+        wire = bytes(request.message.pack())
+        max_fails = self.config.max_fails
+        proxies = self._order(self.proxies)
+        i = fails = 0
+        error: UpstreamError | None = None
+        while loop.time() < deadline:
+            if i >= len(proxies):  # every upstream failed once: go round again until the deadline
+                i = fails = 0
+                await asyncio.sleep(min(RETRY_PAUSE, max(0.0, deadline - loop.time())))
+                continue
+            proxy = proxies[i]
+            i += 1
+            if proxy.down(max_fails):
+                fails += 1
+                if fails < len(proxies):
+                    continue
+                proxy = random.choice(self.proxies)  # all down: health checking may be what is broken
+                metrics.healthcheck_broken()
+            try:
+                return await self._exchange(proxy, request, wire, deadline)
+            except UpstreamError as e:
+                error = e
+                if max_fails:
+                    self.health[proxy].trigger()
+                if fails < len(proxies):
+                    continue
+                break
+        raise PluginError(str(error) if error is not None else "no healthy proxies")
+
+    def _transport(self, request: Request) -> str:
+        if self.config.force_tcp:
+            return "tcp"
+        if self.config.prefer_udp:
+            return "udp"
+        return request.proto
+
+    async def _exchange(self, proxy: Proxy, request: Request, wire: bytes, deadline: float) -> Reply:
+        """One upstream attempt: the client's query with a fresh ID; the reply gets the client's ID back."""
+        loop = asyncio.get_running_loop()
+        proto = self._transport(request)
+        while True:
+            timeout = min(READ_TIMEOUT, deadline - loop.time())
+            if timeout <= 0:
+                raise UpstreamError(f"read {proto} {proxy.label}: i/o timeout")
+            qid = secrets.randbelow(0x10000)  # unpredictable IDs: RFC 5452 §4 (spoofing resistance)
+            data = await proxy.exchange(qid.to_bytes(2, "big") + wire[2:], proto, timeout)
+            reply = self._parse(data, request, proto, proxy)
+            # prefer_udp: a truncated UDP reply is retried over TCP; otherwise TC=1 passes to the client.
+            if reply.header.tc and proto == "udp" and self.config.prefer_udp and not self.config.force_tcp:
+                proto = "tcp"
+                continue
+            break
+        if not request.matches(reply):
+            return Reply(request.reply(RCODE.FORMERR), self.name)  # CoreDNS: a mismatched reply is FORMERR
+        reply.header.id = request.message.header.id
+        return Reply(reply, self.name)
+
+    @staticmethod
+    def _parse(data: bytes, request: Request, proto: str, proxy: Proxy) -> DNSRecord:
+        try:
+            return parse_query(data)
+        except FormatError as e:
+            if proto == "udp" and len(data) >= 12 and data[2] & 0x02:
+                # A datagram cut off mid-record (TC set): pass an empty TC=1 reply on, as CoreDNS's
+                # truncateResponse does, so the client retries over TCP.
+                reply = request.reply(rcode=data[3] & 0x0F, aa=bool(data[2] & 0x04))
+                reply.header.tc = 1
+                reply.header.ra = data[3] >> 7
+                return reply
+            raise UpstreamError(f"read {proto} {proxy.label}: dns: {e}") from None
+
