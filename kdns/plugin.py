@@ -17,6 +17,9 @@ from kdns.corefile.model import Corefile, ServerBlock
 from kdns.request import Reply, Request
 
 Handler = Callable[[Request], Awaitable[Reply]]
+# Told the outcome of loading a configuration: (True, corefile) once it serves (at start and after
+# each reload), (False, None) when a reload was rejected and the old configuration kept running.
+ReloadObserver = Callable[[bool, Corefile | None], None]
 
 
 class NoNextPlugin(Exception):
@@ -31,6 +34,8 @@ class Controller(Protocol):
     """What plugins may ask of the running server (implemented by kdns.server.runtime.Runtime)."""
 
     config_path: str
+    # Appended to by plugins that report on configuration loads (reload: its log line and metrics).
+    reload_observers: list[ReloadObserver]
 
     def request_reload(self) -> None:
         """Re-read the Corefile and apply it if it parses and sets up (reload plugin, SIGUSR1)."""

@@ -8,8 +8,9 @@ A packet that cannot be answered never escapes as an exception: listeners must o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from dnslib import CLASS, OPCODE, QTYPE, RCODE, DNSRecord
 
@@ -31,6 +32,7 @@ class Outcome:
     request: Request | None  # None when the packet never became a request (dropped)
     reply: Reply | None
     wire: bytes | None
+    chain: Chain | None = None  # the server block that answered; None: the server itself did
 
 
 Observer = Callable[[Outcome, str, tuple[str, int]], None]
@@ -48,6 +50,11 @@ class Dispatcher:
         self._zones = tuple(self._routes)
         self.observers: list[Observer] = []
 
+    @property
+    def routes(self) -> Mapping[str, Chain]:
+        """Zone → the chain serving it, read-only (prometheus describes the configuration from it)."""
+        return MappingProxyType(self._routes)
+
     def route(self, qname_lower: str) -> tuple[str, Chain] | None:
         zone = zone_matches(qname_lower, self._zones)
         return None if zone is None else (zone, self._routes[zone])
@@ -64,8 +71,8 @@ class Dispatcher:
         if request is None:
             reply = self._server_reply(query, RCODE.SERVFAIL if not query.questions else RCODE.FORMERR)
             return self._finish(None, reply, proto, client)
-        reply = await self._answer(request)
-        return self._finish(request, reply, proto, client)
+        reply, chain = await self._answer(request)
+        return self._finish(request, reply, proto, client, chain)
 
     def _request(self, query: DNSRecord, wire: bytes, proto: str, client: tuple[str, int]) -> Request | None:
         if len(query.questions) != 1:
@@ -89,29 +96,37 @@ class Dispatcher:
         edns = request.edns if request is not None else read_edns(query)
         return Reply(new_reply(query, edns, rcode), "")
 
-    async def _answer(self, request: Request) -> Reply:
+    async def _answer(self, request: Request) -> tuple[Reply, Chain | None]:
+        """The reply, and the chain that produced it (None when the server answered by itself)."""
         query = request.message
         if request.edns is not None and request.edns.version > 0:
-            return self._server_reply(query, BADVERS, request)
+            return self._server_reply(query, BADVERS, request), None
         if query.header.opcode != OPCODE.QUERY:
-            return self._server_reply(query, RCODE.NOTIMP, request)
+            return self._server_reply(query, RCODE.NOTIMP, request), None
         if request.qclass != CLASS.IN or request.qtype in _REFUSED_QTYPES:
-            return self._server_reply(query, RCODE.REFUSED, request)
+            return self._server_reply(query, RCODE.REFUSED, request), None
         routed = self.route(request.qname_lower)
         if routed is None:
-            return self._server_reply(query, RCODE.REFUSED, request)
+            return self._server_reply(query, RCODE.REFUSED, request), None
         request.zone, chain = routed
         try:
-            return await chain.handler(request)
+            return await chain.handler(request), chain
         except Exception as e:  # a plugin failure is a SERVFAIL for this query, never a dead listener
             if chain.find("errors") is None:
                 _errors_log.debug("%d %s %s: %s", RCODE.SERVFAIL, request.qname, QTYPE.get(request.qtype), e)
-            return self._server_reply(query, RCODE.SERVFAIL, request)
+            return self._server_reply(query, RCODE.SERVFAIL, request), chain
 
-    def _finish(self, request: Request | None, reply: Reply, proto: str, client: tuple[str, int]) -> bytes:
+    def _finish(
+        self,
+        request: Request | None,
+        reply: Reply,
+        proto: str,
+        client: tuple[str, int],
+        chain: Chain | None = None,
+    ) -> bytes:
         wire = to_wire(reply.message, request.edns if request else None, proto == "tcp")
         if self.observers:
-            outcome = Outcome(request, reply, wire)
+            outcome = Outcome(request, reply, wire, chain)
             for observe in self.observers:
                 observe(outcome, proto, client)
         return wire

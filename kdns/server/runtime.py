@@ -19,7 +19,7 @@ from dnslib import DNSRecord
 
 from kdns.corefile import Corefile, CorefileError, parse_file
 from kdns.log import core_logger
-from kdns.plugin import Plugin
+from kdns.plugin import Plugin, ReloadObserver
 from kdns.server.build import ListenKey, ServerPlan, build_plan
 from kdns.server.dispatch import Dispatcher
 from kdns.server.listeners import DispatcherSlot, Listener
@@ -41,8 +41,8 @@ class Runtime:
         self.exit_code = 0
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        # Hooks for plugins that observe reloads (prometheus: coredns_reload_failed_total).
-        self.reload_observers: list[Any] = []
+        # Hooks for plugins that observe configuration loads (reload: SHA512 line, reload metrics).
+        self.reload_observers: list[ReloadObserver] = []
 
     # --- plugin.Controller -------------------------------------------------------------------
 
@@ -75,6 +75,8 @@ class Runtime:
             await listener.start()
             self.listeners[key] = listener
         self._notify_new_dispatchers()
+        for observe in self.reload_observers:
+            observe(True, corefile)
 
     async def reload(self) -> bool:
         """Apply the Corefile on disk if it changed and is valid; keep the old one otherwise."""
