@@ -23,3 +23,19 @@ class ObjectSink(Protocol):
 
     def delete(self, kind: Kind, key: tuple[str, str]) -> None:
         """An object is gone (watch DELETED); key is (namespace, name), namespace "" if cluster-scoped."""
+
+
+class ObjectSource(Protocol):
+    """Something that feeds an ObjectSink: API informers (InformerSet) or manifest files (ManifestSource)."""
+
+    async def start(self) -> None:
+        """Begin feeding the sink; returns at once (the work runs in tasks)."""
+
+    async def stop(self) -> None:
+        """Stop feeding; the sink keeps what it has."""
+
+    def synced(self) -> bool:
+        """True once every kind had its first complete set applied with sink.replace()."""
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for synced(); returns synced()."""

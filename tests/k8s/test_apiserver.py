@@ -77,7 +77,8 @@ async def test_list_is_shaped_like_the_real_api(apiserver: ApiServer, http: aioh
     assert body["items"][0]["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
 
 
-async def test_namespaced_paths_and_unknown_resources(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
+async def test_namespaced_paths_and_unknown_resources(apiserver: ApiServer,
+                                                      http: aiohttp.ClientSession) -> None:
     apiserver.add(service("a", "ns1"))
     apiserver.add(service("b", "ns2"))
     apiserver.add(endpointslice("a-1", "ns1", service="a"))
@@ -90,7 +91,8 @@ async def test_namespaced_paths_and_unknown_resources(apiserver: ApiServer, http
     assert status == 404
 
 
-async def test_pagination_serves_a_consistent_snapshot(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
+async def test_pagination_serves_a_consistent_snapshot(apiserver: ApiServer,
+                                                       http: aiohttp.ClientSession) -> None:
     for i in range(5):
         apiserver.add(service(f"s{i}"))
     _, page1 = await get(http, apiserver, SVC, limit="2")
@@ -181,7 +183,8 @@ async def test_watch_from_zero_starts_with_the_current_state(apiserver: ApiServe
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a"), ("ADDED", "b")]
 
 
-async def test_watch_ends_cleanly_at_timeout_seconds(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
+async def test_watch_ends_cleanly_at_timeout_seconds(apiserver: ApiServer,
+                                                     http: aiohttp.ClientSession) -> None:
     events = await watch(http, apiserver, SVC, resourceVersion=str(apiserver.resource_version),
                          timeoutSeconds="1")
     assert events == []  # the stream ended (no exception: a clean chunked end)
@@ -200,7 +203,8 @@ async def test_too_old_resource_version_gets_an_error_event_410(apiserver: ApiSe
     assert event["object"]["reason"] == "Expired" and "too old resource version" in event["object"]["message"]
 
 
-async def test_history_window_expires_old_resource_versions(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+async def test_history_window_expires_old_resource_versions(tmp_path: Path,
+                                                            http: aiohttp.ClientSession) -> None:
     with ApiServer(history=3, workdir=tmp_path) as api:
         start = api.resource_version
         for i in range(5):
@@ -260,7 +264,8 @@ async def test_injected_failures_carry_retry_after(apiserver: ApiServer, http: a
         assert resp.status == 503
 
 
-async def test_hung_response_sends_headers_then_nothing(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
+async def test_hung_response_sends_headers_then_nothing(apiserver: ApiServer,
+                                                        http: aiohttp.ClientSession) -> None:
     apiserver.hang_next(1)
     timeout = aiohttp.ClientTimeout(sock_read=0.5)
     async with http.get(apiserver.url + SVC, timeout=timeout) as resp:
@@ -348,7 +353,8 @@ def test_standalone_server_with_manifests(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "tests.support.apiserver", "--port", str(port),
-                             "--manifest", str(manifest)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                             "--manifest", str(manifest)],
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         assert proc.stdout is not None
         assert f"listening on http://127.0.0.1:{port}" in proc.stdout.readline()
