@@ -76,6 +76,12 @@ class Plugin:
     async def serve(self, request: Request, next_: Handler) -> Reply:
         return await next_(request)
 
+    def transparent_for(self, qname: str) -> bool:
+        """True when this plugin passes the reply to `qname` (lower-case) from later plugins through
+        unchanged (it may observe it through dispatcher observers). The server's fast path answers a
+        question from cached bytes only when every plugin in front of the answering one says so."""
+        return not self.in_query_path
+
     async def start(self) -> None:
         """Called once the whole server is configured, before listeners open; may wait (sync)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dnslib import RCODE, DNSRecord
 
@@ -50,12 +51,31 @@ class Request:
         return str(q.qname).lower() == self.qname_lower and int(q.qtype) == self.qtype
 
 
+class Scoped(Protocol):
+    """Data whose parts are versioned by scope (kdns.k8s.index.ClusterIndex): a namespace, or ""
+    for the whole of it. A scope's generation changes whenever anything in it changes."""
+
+    scope_gen: dict[str, int]
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """A plugin's promise that its reply to this question depends only on `source`'s `scope`, so
+    the server may serve the same bytes again until that scope's generation moves (fast path)."""
+
+    source: Scoped
+    scope: str
+    generation: int
+
+
 @dataclass(slots=True)
 class Reply:
     """A finished reply and the name of the plugin that wrote it (for metrics and logs)."""
 
     message: DNSRecord
     plugin: str
+    reuse: Reuse | None = None
 
     @property
     def rcode(self) -> int:

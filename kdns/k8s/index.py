@@ -72,7 +72,10 @@ class ClusterIndex:
         self.endpoint_ptr: dict[bytes, dict[Key, tuple[str, ...]]] = {}
         self.synced_kinds: set[Kind] = set()
         self.serial = int(self._clock())
-        self.generation = 0  # bumped on every change a query could see
+        # Generations bumped on every change a query could see: per namespace, and "" for the whole
+        # index. Replies computed from one namespace's data stay reusable while only other
+        # namespaces change (kdns.request.Reuse).
+        self.scope_gen: dict[str, int] = {}
         self._dirty: set[Key] = set()
         self.listeners: list[Callable[[set[Key]], None]] = []  # told which services changed
         # Slice hand-over (see module docstring): slices whose removal is on hold, per Service.
@@ -162,7 +165,7 @@ class ClusterIndex:
         elif isinstance(obj, Namespace):
             if obj.name not in self.namespaces:
                 self.namespaces.add(obj.name)
-                self.generation += 1
+                self._bump(obj.name)
         elif isinstance(obj, Pod):
             self._remove_pod(obj.key)
             if not obj.terminating and obj.ip:  # CDNS: pods with deletionTimestamp are dropped
@@ -170,7 +173,7 @@ class ClusterIndex:
                 ip = packed_ip(obj.ip)
                 if ip is not None:
                     self.pod_ips.setdefault((obj.namespace, ip), set()).add(obj.name)
-            self._touch()
+            self._touch(obj.namespace)
 
     def _delete(self, kind: Kind, key: Key) -> None:
         if kind is Kind.SERVICE:
@@ -186,9 +189,9 @@ class ClusterIndex:
         elif kind is Kind.NAMESPACE:
             if key[1] in self.namespaces:
                 self.namespaces.discard(key[1])
-                self.generation += 1
+                self._bump(key[1])
         elif self._remove_pod(key):
-            self._touch()
+            self._touch(key[0])
 
     def _unlink_slice(self, sl: EndpointSlice) -> None:
         svc_key = (sl.namespace, sl.service_name)
@@ -232,8 +235,9 @@ class ClusterIndex:
                 self.views.pop(key, None)
             else:
                 self.views[key] = new
+        for namespace in {ns for ns, _ in changed}:
+            self._touch(namespace)
         if changed:
-            self._touch()
             for listener in self.listeners:
                 listener(changed)
 
@@ -289,8 +293,14 @@ class ClusterIndex:
         for ip, targets in endpoint_targets.items():
             self.endpoint_ptr.setdefault(ip, {})[key] = tuple(dict.fromkeys(targets))
 
-    def _touch(self) -> None:
-        self.generation += 1
+    def _bump(self, scope: str) -> None:
+        """Something in namespace `scope` changed: replies computed from it are stale."""
+        self.scope_gen[scope] = self.scope_gen.get(scope, 0) + 1
+        self.scope_gen[""] = self.scope_gen.get("", 0) + 1
+
+    def _touch(self, scope: str) -> None:
+        """A DNS-relevant change (CDNS §1: the SOA serial is the time of the last one)."""
+        self._bump(scope)
         self.serial = int(self._clock())
 
 

@@ -48,7 +48,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        task = asyncio.get_running_loop().create_task(self._respond(data, normalize_client(addr), addr))
+        client = normalize_client(addr)
+        fast = self.slot.dispatcher.fast_reply(data, "udp", client)
+        if fast is not None and self.transport is not None:
+            self.transport.sendto(fast, addr)
+            return
+        task = asyncio.get_running_loop().create_task(self._respond(data, client, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -139,7 +144,10 @@ class Listener:
 
         async def answer(data: bytes) -> None:
             try:
-                wire = await self.slot.dispatcher.handle(data, "tcp", client)
+                dispatcher = self.slot.dispatcher
+                wire = dispatcher.fast_reply(data, "tcp", client) or await dispatcher.handle(
+                    data, "tcp", client
+                )
             except Exception:
                 _log.exception("unexpected failure answering a TCP query from %s", client[0])
                 return

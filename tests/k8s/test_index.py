@@ -160,14 +160,15 @@ def test_partial_removal_is_immediate() -> None:
 def test_serial_and_generation_follow_dns_changes_only() -> None:
     clock = FakeClock()
     idx = index_with(o.namespace("default"), o.service("a", ips=["10.96.0.1"]), clock=clock)
-    serial, gen = idx.serial, idx.generation
+    serial, gen = idx.serial, dict(idx.scope_gen)
     clock.now += 100
     put(idx, o.service("a", ips=["10.96.0.1"]))  # no DNS-visible change
-    assert (idx.serial, idx.generation) == (serial, gen)
+    assert (idx.serial, idx.scope_gen) == (serial, gen)
     put(idx, o.namespace("other"))  # namespaces never bump the serial (CDNS §1)
-    assert idx.serial == serial and idx.generation > gen
+    assert idx.serial == serial and idx.scope_gen["other"] == 1 and idx.scope_gen[""] == gen[""] + 1
     put(idx, o.service("a", ips=["10.96.0.9"]))
     assert idx.serial == int(clock.now)
+    assert idx.scope_gen["default"] == gen["default"] + 1 and idx.scope_gen["other"] == 1
 
 
 def test_service_delete_drops_view_ptrs_and_ghosts() -> None:

@@ -52,8 +52,10 @@ class Result:
     # Set while chasing a CNAME: the chain ended at a name without data, so the zone SOA goes in
     # authority (RFC 2308 §2.2), or the upstream's authority for out-of-zone targets.
     negative_tail: bool = False
+    scope: str = ""  # the index scope the answer was computed from: a namespace, or "" (all)
     authority: list[RR] = field(default_factory=list)
     truncated: bool = False
+    upstream: bool = False  # the chase asked the rest of the server: the answer is not ours to reuse
 
 
 def _nodata() -> Result:
@@ -86,10 +88,13 @@ class Lookup:
         if not labels:
             return self._apex(owner, zone, qtype)
         top = labels[-1]
-        if top == "svc":
-            return self._svc(owner, labels, zone, qtype)
-        if top == "pod":
-            return self._pod(owner, labels, qtype)
+        if top in ("svc", "pod"):
+            result = (
+                self._svc(owner, labels, zone, qtype) if top == "svc" else self._pod(owner, labels, qtype)
+            )
+            if len(labels) >= 2:
+                result.scope = labels[-2]  # everything below <ns>.svc|pod is that namespace's data
+            return result
         if labels == ["dns-version"]:
             if qtype == QTYPE.TXT:
                 return Result(

@@ -24,7 +24,7 @@ from kdns.plugin import Controller, Handler, Plugin
 from kdns.plugins._args import zone_matches
 from kdns.plugins.kubernetes.lookup import Lookup, Result, Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
-from kdns.request import Reply, Request
+from kdns.request import Reply, Request, Reuse
 
 _log = plugin_logger("kubernetes")
 # dnslib's RCODE table is untyped; name the three rcodes this plugin writes once, as ints.
@@ -99,6 +99,15 @@ class Kubernetes(Plugin):
             rcode = await self._chase(request, result)
         return self._reply(request, result, zone, rcode)
 
+    def _reuse(self, result: Result) -> Reuse | None:
+        """May the server answer this question again with the same bytes (fast path)? Not before the
+        first sync (sync does not change generations), not after asking an upstream; a chase inside
+        the zone read other namespaces, so it depends on the whole index."""
+        if not self.index.synced or result.upstream:
+            return None
+        scope = "" if result.chase is not None else result.scope
+        return Reuse(self.index, scope, self.index.scope_gen.get(scope, 0))
+
     def _falls_through(self, qname: str) -> bool:
         zones = self.opts.fallthrough
         return zones is not None and zone_matches(qname, zones) is not None
@@ -122,7 +131,7 @@ class Kubernetes(Plugin):
         msg.header.tc = int(result.truncated)
         for rr in result.additional:
             msg.add_ar(rr)
-        return Reply(msg, self.name)
+        return Reply(msg, self.name, self._reuse(result))
 
     def _soa(self, owner: str, zone: str) -> RR:
         ttl = self.opts.ttl
@@ -160,6 +169,7 @@ class Kubernetes(Plugin):
         depth = _chase_depth.get()
         if depth >= MAX_CNAME_HOPS:
             return NOERROR
+        result.upstream = True
         token = _chase_depth.set(depth + 1)
         try:
             upstream = await self.controller.resolve(target, request.qtype, request.proto)
