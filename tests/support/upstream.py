@@ -8,6 +8,7 @@ otherwise), records every query it sees, and can be told to misbehave:
 - `mode = "drop"`: read queries but never answer (timeouts, health checks that fail);
 - `mode = "servfail"` / `"refused"`: answer with that rcode;
 - `truncate_udp = True`: over UDP answer with TC=1 and no records (TCP answers in full);
+- `negative_soa = False`: NXDOMAIN / NODATA without the SOA (RFC 2308 says: do not cache those);
 - `stop()` / `start()`: close / reopen the sockets on the same port (a down upstream, whose UDP port
   then answers with ICMP port unreachable, so clients see "connection refused" at once).
 """
@@ -59,6 +60,7 @@ class FakeUpstream:
     mode: str = "answer"  # answer | drop | servfail | refused
     truncate_udp: bool = False
     soa_ttl: int = 60
+    negative_soa: bool = True
     queries: list[SeenQuery] = field(default_factory=list)
     max_inflight: int = 0
 
@@ -247,8 +249,9 @@ class FakeUpstream:
             return reply
         if not exists:
             reply.header.rcode = RCODE.NXDOMAIN
-        soa = SOA("ns.upstream.test.", "hostmaster.upstream.test.", (1, 7200, 1800, 86400, self.soa_ttl))
-        reply.add_auth(RR(".", QTYPE.SOA, ttl=self.soa_ttl, rdata=soa))
+        if self.negative_soa:
+            soa = SOA("ns.upstream.test.", "hostmaster.upstream.test.", (1, 7200, 1800, 86400, self.soa_ttl))
+            reply.add_auth(RR(".", QTYPE.SOA, ttl=self.soa_ttl, rdata=soa))
         return reply
 
 

@@ -1,0 +1,64 @@
+"""A cached reply and how it is turned back into an answer (CoreDNS cache item.go).
+
+An entry keeps the sections of the reply (OPT left out: it is hop-by-hop) and one lifetime, `ttl`,
+fixed when it was stored. Served from cache, every record carries the remaining lifetime — the same
+value for all of them, counting down by whole elapsed seconds and never below 0 — and AA=1, as the
+CoreDNS kind ships sets it (some old stub resolvers drop non-authoritative answers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnslib import QTYPE, RR, DNSRecord
+
+from kdns.request import Request
+
+
+def with_ttl(records: list[RR], ttl: int) -> list[RR]:
+    """Copies of `records` carrying `ttl` (OPT dropped); the originals are never modified."""
+    return [RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in records if rr.rtype != QTYPE.OPT]
+
+
+@dataclass(slots=True)
+class Entry:
+    rcode: int
+    ra: bool
+    ad: bool
+    answer: list[RR]
+    authority: list[RR]
+    additional: list[RR]
+    ttl: int  # seconds this entry lives, fixed at store time (CoreDNS origTTL)
+    stored: float  # monotonic time of storing
+    # Prefetch bookkeeping (CoreDNS freq.Freq): hits seen with gaps shorter than the prefetch window.
+    hits: int = 0
+    last_hit: float = 0.0
+    refreshing: bool = field(default=False)
+
+    @classmethod
+    def from_reply(cls, msg: DNSRecord, ttl: int, now: float) -> Entry:
+        h = msg.header
+        return cls(rcode=h.rcode, ra=bool(h.ra), ad=bool(h.ad), answer=list(msg.rr), authority=list(msg.auth),
+                   additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT], ttl=ttl, stored=now)
+
+    def remaining(self, now: float) -> int:
+        """Seconds left; zero or negative once expired (negative: how long ago, for serve_stale)."""
+        return self.ttl - int(now - self.stored)
+
+    def count_hit(self, window: float, now: float) -> int:
+        """Record a hit; the count restarts when the previous one is older than `window`."""
+        self.hits = 1 if now - self.last_hit > window else self.hits + 1
+        self.last_hit = now
+        return self.hits
+
+    def to_reply(self, request: Request, ttl: int) -> DNSRecord:
+        """This entry as the answer to `request`: its ID, question spelling, RD/CD and OPT."""
+        msg = request.reply(self.rcode, aa=True)
+        msg.header.ra = int(self.ra)
+        # RFC 6840 §5.7-5.8: AD only for clients that asked for DNSSEC (DO) or set AD themselves.
+        msg.header.ad = int(self.ad and (request.do or bool(request.message.header.ad)))
+        ttl = max(ttl, 0)
+        msg.rr = with_ttl(self.answer, ttl)
+        msg.auth = with_ttl(self.authority, ttl)
+        msg.ar = with_ttl(self.additional, ttl) + msg.ar  # our OPT (if the client sent one) goes last
+        return msg

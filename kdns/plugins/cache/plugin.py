@@ -1,0 +1,213 @@
+"""The cache plugin's query path (CoreDNS plugin/cache handler.go and cache.go).
+
+Lookup order is the denial cache, then the success cache (a cached SERVFAIL gives way to a still
+valid positive entry). On a miss the reply of the next plugins is classified, its lifetime is the
+lowest TTL in it clamped to the tier's [MINTTL, TTL] (SERVFAIL: `servfail`), and it is stored unless
+truncated, an uncacheable kind, not an answer to the question (counted as a drop), or in a zone
+`disable`d for its tier. Like CoreDNS, every record of a reply passing through carries that lifetime
+(so a cached answer never starts higher than a fresh one), and failures of the next plugins
+(exceptions) are never cached: the server answers those SERVFAIL itself.
+
+Capacity: each tier is a cachetools LRUCache (CoreDNS evicts at random within 256 shards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from cachetools import LRUCache
+from dnslib import QTYPE, RCODE, DNSHeader, DNSRecord
+
+from kdns.log import plugin_logger
+from kdns.plugin import Handler, Plugin
+from kdns.plugins._args import zone_matches
+from kdns.plugins.cache import metrics
+from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
+from kdns.plugins.cache.config import CacheConfig, Tier
+from kdns.plugins.cache.entry import Entry, with_ttl
+from kdns.request import Reply, Request
+
+Key = tuple[str, int, int, bool, bool]  # qname (lower-case), qtype, qclass, DO, CD
+_log = plugin_logger("cache")
+
+
+class _Store(LRUCache[Key, Entry]):
+    """An LRU cache that reports each eviction (coredns_cache_evictions_total)."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
+        super().__init__(maxsize)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[Key, Entry]:
+        item = super().popitem()
+        self._on_evict()
+        return item
+
+
+class Cache(Plugin):
+    name: ClassVar[str] = "cache"
+
+    def __init__(self, config: CacheConfig) -> None:
+        self.config = config
+        self._zones_label = ",".join(config.zones)
+        self._server = ""  # the listener label of the latest request, for eviction/size metrics
+        self.success = _Store(config.success.capacity, lambda: self._evicted(metrics.SUCCESS))
+        self.denial = _Store(config.denial.capacity, lambda: self._evicted(metrics.DENIAL))
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- query path -------------------------------------------------------------------------------
+
+    async def serve(self, request: Request, next_: Handler) -> Reply:
+        if zone_matches(request.qname_lower, self.config.zones) is None:
+            return await next_(request)
+        self._server = request.server
+        now = time.monotonic()
+        key: Key = (request.qname_lower, request.qtype, request.qclass, request.do,
+                    bool(request.message.header.cd))
+        entry = self._lookup(key, now)
+        if entry is None:
+            return await self._fetch(request, next_, key)
+        remaining = entry.remaining(now)
+        if remaining <= 0:  # expired, but within serve_stale's window
+            if self.config.verify_stale:
+                fresh = await self._verify(request, next_, key)
+                if fresh is not None:
+                    return fresh
+            else:
+                self._refresh_later(entry, request, next_, key)
+            metrics.SERVED_STALE.labels(self._server, self._zones_label, "").inc()
+            ttl = 0
+        else:
+            if self._should_prefetch(entry, now):
+                self._refresh_later(entry, request, next_, key)
+            ttl = entry.ttl if self.config.keepttl else remaining
+        return Reply(entry.to_reply(request, ttl), self.name)
+
+    def _lookup(self, key: Key, now: float) -> Entry | None:
+        labels = (self._server, self._zones_label, "")
+        metrics.REQUESTS.labels(*labels).inc()
+        denial = self._usable(self.denial.get(key), now)
+        if denial is not None and denial.rcode == RCODE.SERVFAIL:
+            positive = self._usable(self.success.get(key), now)
+            if positive is not None:  # a transient SERVFAIL does not hide a good answer
+                metrics.HITS.labels(self._server, metrics.SUCCESS, self._zones_label, "").inc()
+                return positive
+        if denial is not None:
+            metrics.HITS.labels(self._server, metrics.DENIAL, self._zones_label, "").inc()
+            return denial
+        positive = self._usable(self.success.get(key), now)
+        if positive is not None:
+            metrics.HITS.labels(self._server, metrics.SUCCESS, self._zones_label, "").inc()
+            return positive
+        metrics.MISSES.labels(*labels).inc()
+        return None
+
+    def _usable(self, entry: Entry | None, now: float) -> Entry | None:
+        if entry is None:
+            return None
+        remaining = entry.remaining(now)
+        if remaining > 0 or (self.config.stale_up_to > 0 and -remaining < self.config.stale_up_to):
+            return entry
+        return None
+
+    async def _fetch(self, request: Request, next_: Handler, key: Key, verify: bool = False) -> Reply:
+        """Ask the next plugins, store what may be stored, and cap the reply's TTLs."""
+        reply = await next_(request)
+        msg = reply.message
+        kind = classify(msg)
+        ttl = self._lifetime(msg, kind)
+        refreshed = not verify or msg.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)  # RFC 8767 §4
+        if kind.cacheable and not msg.header.tc and ttl > 0 and refreshed:
+            if request.matches(msg):
+                self._store(key, request.qname_lower, msg, kind, ttl)
+            else:
+                metrics.DROPS.labels(self._server, self._zones_label, "").inc()
+        return Reply(_capped(msg, ttl, request), reply.plugin)
+
+    def _lifetime(self, msg: DNSRecord, kind: Kind) -> int:
+        if kind is Kind.SERVFAIL:
+            return int(self.config.servfail_ttl)
+        tier: Tier = self.config.denial if kind.denial else self.config.success
+        return min(max(minimal_ttl(msg, kind), tier.min_ttl), tier.max_ttl)
+
+    def _store(self, key: Key, qname: str, msg: DNSRecord, kind: Kind, ttl: int) -> None:
+        denial = kind.denial
+        disabled = self.config.disable_denial if denial else self.config.disable_success
+        if zone_matches(qname, disabled) is not None:
+            return
+        (self.denial if denial else self.success)[key] = Entry.from_reply(msg, ttl, time.monotonic())
+        if not denial:
+            self.denial.pop(key, None)  # a fresh positive answer replaces a cached denial or SERVFAIL
+        for store, kind_label in ((self.success, metrics.SUCCESS), (self.denial, metrics.DENIAL)):
+            metrics.ENTRIES.labels(self._server, kind_label, self._zones_label, "").set(len(store))
+
+    def _evicted(self, kind_label: str) -> None:
+        metrics.EVICTIONS.labels(self._server, kind_label, self._zones_label, "").inc()
+
+    # --- prefetch and serve_stale -----------------------------------------------------------------
+
+    def _should_prefetch(self, entry: Entry, now: float) -> bool:
+        """Popular (AMOUNT hits without a gap of DURATION) and within PERCENTAGE of its lifetime's end."""
+        cfg = self.config
+        if cfg.prefetch <= 0:
+            return False
+        hits = entry.count_hit(cfg.prefetch_window, now)
+        threshold = math.ceil(cfg.prefetch_percentage / 100 * entry.ttl)
+        return hits >= cfg.prefetch and entry.remaining(now) <= threshold
+
+    def _refresh_later(self, entry: Entry, request: Request, next_: Handler, key: Key) -> None:
+        """Refresh `entry` in the background, at most one refresh per entry at a time."""
+        if entry.refreshing:
+            return
+        entry.refreshing = True
+        task = asyncio.get_running_loop().create_task(self._refresh(entry, request, next_, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, entry: Entry, request: Request, next_: Handler, key: Key) -> None:
+        metrics.PREFETCHES.labels(self._server, self._zones_label, "").inc()
+        try:
+            # Over TCP, as CoreDNS does, so the refreshed reply is not truncated.
+            await self._fetch(dataclasses.replace(request, proto="tcp"), next_, key)
+        except Exception as e:  # the old entry stays; the next miss or refresh tries again
+            _log.debug("refreshing %s %s failed: %s", request.qname, QTYPE.get(request.qtype), e)
+        finally:
+            entry.refreshing = False
+        fresh = self.denial.get(key) or self.success.get(key)
+        if fresh is not None and fresh is not entry:  # keep the popularity gathered so far
+            fresh.hits, fresh.last_hit = entry.hits, time.monotonic()
+
+    async def _verify(self, request: Request, next_: Handler, key: Key) -> Reply | None:
+        """serve_stale verify: a fresh NOERROR/NXDOMAIN answer if the source gives one, else None."""
+        try:
+            reply = await self._fetch(request, next_, key, verify=True)
+        except Exception:
+            return None
+        return reply if reply.message.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) else None
+
+
+def _capped(msg: DNSRecord, ttl: int, request: Request) -> DNSRecord:
+    """`msg` with every record's TTL set to `ttl` and AD cleared for non-DNSSEC clients (CoreDNS
+    cache WriteMsg); `msg` itself is returned when nothing changes, and is never modified."""
+    clear_ad = bool(msg.header.ad) and not (request.do or bool(request.message.header.ad))
+    records = (*msg.rr, *msg.auth, *msg.ar)
+    if not clear_ad and all(rr.ttl == ttl for rr in records if rr.rtype != QTYPE.OPT):
+        return msg
+    out = DNSRecord(DNSHeader(id=msg.header.id, bitmap=msg.header.bitmap), questions=list(msg.questions),
+                    rr=with_ttl(msg.rr, ttl), auth=with_ttl(msg.auth, ttl),
+                    ar=with_ttl(msg.ar, ttl) + [rr for rr in msg.ar if rr.rtype == QTYPE.OPT])
+    if clear_ad:
+        out.header.ad = 0
+    return out

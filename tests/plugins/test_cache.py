@@ -1,0 +1,413 @@
+"""cache: Corefile options, reply classification and entries (unit), the plugin's bookkeeping in
+process (evictions, drops, metrics), and caching through a real kdns process in front of forward
+and a fake upstream (hits, TTL countdown, caps, negative caching, SERVFAIL, disable, DO/CD, stale,
+prefetch)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+from dnslib import NS, QTYPE, RCODE, RR, SOA, A, DNSQuestion, DNSRecord
+
+from kdns.corefile import CorefileError
+from kdns.corefile.model import Directive
+from kdns.metrics import REGISTRY
+from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
+from kdns.plugins.cache.config import CacheConfig, Tier, effective_capacity, parse
+from kdns.plugins.cache.entry import Entry
+from kdns.plugins.cache.plugin import Cache
+from kdns.protocol.edns import read_edns
+from kdns.request import Reply, Request
+from tests.support.dnsclient import answer_texts, ask, has_flag, rcode, section_rrsets
+from tests.support.process import KdnsProcess
+from tests.support.upstream import FakeUpstream, running_upstreams
+
+Kdns = Callable[..., KdnsProcess]
+Upstreams = Callable[..., FakeUpstream]
+
+
+def d(*args: str, children: tuple[Directive, ...] = ()) -> Directive:
+    return Directive("cache", tuple(args), children, "Corefile", 5, bool(children))
+
+
+def opt(name: str, *args: str) -> Directive:
+    return Directive(name, tuple(args), (), "Corefile", 6)
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Upstreams]:
+    with running_upstreams() as make:
+        yield make
+
+
+# --- Corefile options (unit) ----------------------------------------------------------------------
+
+
+def test_defaults_match_coredns() -> None:
+    cfg = parse(d(), (".",))
+    assert cfg == CacheConfig((".",), Tier(9984, 3600, 5), Tier(9984, 1800, 5))
+    assert (cfg.servfail_ttl, cfg.prefetch, cfg.stale_up_to, cfg.keepttl) == (5.0, 0, 0.0, False)
+
+
+def test_ttl_and_zones_arguments() -> None:
+    cfg = parse(d("30"), (".",))
+    assert (cfg.success.max_ttl, cfg.denial.max_ttl, cfg.zones) == (30, 30, (".",))
+    cfg = parse(d("30", "Example.org", "10.0.0.0/8"), (".",))
+    assert cfg.zones == ("example.org.", "10.in-addr.arpa.")
+    cfg = parse(d("example.org"), (".",))
+    assert (cfg.zones, cfg.success.max_ttl) == (("example.org.",), 3600)
+
+
+def test_capacity_rounds_like_coredns_shards() -> None:
+    assert effective_capacity(10000) == 9984
+    assert effective_capacity(5000) == 4864
+    assert effective_capacity(100) == 1024
+
+
+def test_options_block() -> None:
+    cfg = parse(d("30", children=(
+        opt("success", "5000", "60", "2"), opt("denial", "2500", "10"), opt("prefetch", "3", "30s", "20%"),
+        opt("serve_stale", "10m", "verify"), opt("servfail", "2s"),
+        opt("disable", "success", "cluster.local"), opt("disable", "denial", "cluster.local", "example.org"),
+        opt("keepttl"))), (".",))
+    assert cfg.success == Tier(4864, 60, 2)
+    assert cfg.denial == Tier(2304, 10, 5)
+    assert (cfg.prefetch, cfg.prefetch_window, cfg.prefetch_percentage) == (3, 30.0, 20)
+    assert (cfg.stale_up_to, cfg.verify_stale, cfg.servfail_ttl, cfg.keepttl) == (600.0, True, 2.0, True)
+    assert cfg.disable_success == ("cluster.local.",)
+    assert cfg.disable_denial == ("cluster.local.", "example.org.")
+    cfg = parse(d(children=(opt("disable", "denial"), opt("serve_stale"))), (".",))
+    assert cfg.disable_denial == (".",)
+    assert (cfg.stale_up_to, cfg.verify_stale) == (3600.0, False)
+
+
+@pytest.mark.parametrize(("directive", "message"), [
+    (d("0"), "cache TTL can not be zero or negative: 0"),
+    (d(children=(opt("success"),)), "wrong argument count"),
+    (d(children=(opt("success", "100", "0"),)), "cache TTL can not be zero or negative"),
+    (d(children=(opt("denial", "100", "10", "-1"),)), "cache min TTL can not be negative"),
+    (d(children=(opt("prefetch", "2", "1m", "5%"),)), "percentage 5 is out of range 10..90"),
+    (d(children=(opt("prefetch", "2", "1m", "20"),)), "last character of percentage should be `%`"),
+    (d(children=(opt("serve_stale", "1h", "later"),)), "invalid serve_stale refresh mode 'later'"),
+    (d(children=(opt("servfail", "6m"),)), "over 5 minutes is not permitted"),
+    (d(children=(opt("disable", "errors"),)), "must be 'success' or 'denial'"),
+    (d(children=(opt("keepttl", "1"),)), "wrong argument count"),
+    (d(children=(opt("bogus"),)), "unknown property 'bogus'"),
+])
+def test_bad_options_name_the_line(directive: Directive, message: str) -> None:
+    with pytest.raises(CorefileError) as e:
+        parse(directive, (".",))
+    assert message in str(e.value) and "Corefile:" in str(e.value)
+
+
+# --- classification and entries (unit) -----------------------------------------------------------
+
+
+def _reply(name: str = "a.example.org.", qtype: str = "A", rcode: int = RCODE.NOERROR) -> DNSRecord:
+    msg = DNSRecord.question(name, qtype).reply()
+    msg.header.rcode = rcode
+    return msg
+
+
+def _soa(ttl: int = 60) -> RR:
+    return RR("example.org.", QTYPE.SOA, ttl=ttl, rdata=SOA("ns.", "h.", (1, 2, 3, 4, 5)))
+
+
+def test_classify_like_coredns_typify() -> None:
+    ok = _reply()
+    ok.add_answer(RR("a.example.org.", QTYPE.A, ttl=10, rdata=A("192.0.2.1")))
+    assert classify(ok) is Kind.SUCCESS
+    nx = _reply(rcode=RCODE.NXDOMAIN)
+    assert classify(nx) is Kind.OTHER  # no SOA: RFC 2308 §5, not cacheable
+    nx.add_auth(_soa())
+    assert classify(nx) is Kind.NXDOMAIN and Kind.NXDOMAIN.denial
+    nodata = _reply()
+    nodata.add_auth(_soa())
+    assert classify(nodata) is Kind.NODATA
+    assert classify(_reply()) is Kind.SUCCESS  # NOERROR, nothing at all
+    referral = _reply()
+    referral.add_auth(RR("example.org.", QTYPE.NS, ttl=10, rdata=NS("ns.example.org.")))
+    assert classify(referral) is Kind.DELEGATION and not Kind.DELEGATION.denial
+    assert classify(_reply(rcode=RCODE.SERVFAIL)) is Kind.SERVFAIL
+    assert not classify(_reply(rcode=RCODE.REFUSED)).cacheable
+    assert classify(_reply(qtype="AXFR")) is Kind.META
+
+
+def test_minimal_ttl() -> None:
+    msg = _reply()
+    msg.add_answer(RR("a.example.org.", QTYPE.A, ttl=300, rdata=A("192.0.2.1")))
+    msg.add_answer(RR("a.example.org.", QTYPE.A, ttl=20, rdata=A("192.0.2.2")))
+    msg.add_ar(RR("x.example.org.", QTYPE.A, ttl=7, rdata=A("192.0.2.3")))
+    assert minimal_ttl(msg, Kind.SUCCESS) == 7
+    assert minimal_ttl(_reply(), Kind.SUCCESS) == 5  # nothing to look at
+    big = _reply()
+    big.add_answer(RR("a.example.org.", QTYPE.A, ttl=86400, rdata=A("192.0.2.1")))
+    assert minimal_ttl(big, Kind.SUCCESS) == 3600
+    assert minimal_ttl(big, Kind.DELEGATION) == 5
+
+
+def _request(name: str, qtype: str = "A", do: bool = False, cd: bool = False) -> Request:
+    q = dns.message.make_query(name, qtype, use_edns=0 if do else -1, want_dnssec=do)
+    if cd:
+        q.flags |= dns.flags.CD
+    msg = DNSRecord.parse(q.to_wire())
+    return Request(message=msg, proto="udp", client=("127.0.0.1", 5353), server="dns://:53",
+                   qname=str(msg.q.qname), qtype=int(msg.q.qtype), qclass=1, edns=read_edns(msg),
+                   size=len(q.to_wire()))
+
+
+def test_entry_reply_counts_down_and_never_below_zero() -> None:
+    msg = _reply()
+    msg.header.ad = 1
+    msg.add_answer(RR("a.example.org.", QTYPE.A, ttl=30, rdata=A("192.0.2.1")))
+    msg.add_auth(_soa(30))
+    entry = Entry.from_reply(msg, 30, now=100.0)
+    assert entry.remaining(112.9) == 18 and entry.remaining(131.0) == -1
+    request = _request("A.Example.ORG")
+    out = entry.to_reply(request, entry.remaining(112.9))
+    assert out.header.id == request.message.header.id and out.header.aa == 1
+    assert str(out.q.qname) == "A.Example.ORG."
+    assert [rr.ttl for rr in (*out.rr, *out.auth)] == [18, 18]
+    assert out.header.ad == 0  # the client did not ask for DNSSEC
+    assert entry.to_reply(_request("a.example.org", do=True), -3).rr[0].ttl == 0
+    assert entry.to_reply(_request("a.example.org", do=True), 5).header.ad == 1
+    assert msg.rr[0].ttl == 30  # the stored records are never modified
+
+
+# --- the plugin in process: bookkeeping that is hard to see from outside ----------------------------
+
+
+class Backend:
+    """The next plugin for in-process tests: answers A queries with one record and counts calls."""
+
+    def __init__(self, ttl: int = 60) -> None:
+        self.calls = 0
+        self.ttl = ttl
+        self.question: str | None = None  # answer for another name than asked (a bogus reply)
+
+    async def __call__(self, request: Request) -> Reply:
+        self.calls += 1
+        msg = request.reply(aa=True)
+        if self.question is not None:
+            msg.questions = [DNSQuestion(self.question, QTYPE.A)]
+        msg.add_answer(RR(request.qname, QTYPE.A, ttl=self.ttl, rdata=A("192.0.2.1")))
+        return Reply(msg, "file")
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"server": "dns://:53", "view": "", **labels}) or 0.0
+
+
+async def test_evictions_drops_and_counters() -> None:
+    zone = "metrics.test."
+    cache = Cache(parse(d(zone, children=(opt("success", "1024"),)), (".",)))
+    backend = Backend()
+    counters = ("requests_total", "misses_total", "drops_total")
+    before = {m: _value(f"coredns_cache_{m}", zones=zone) for m in counters}
+    evictions = _value("coredns_cache_evictions_total", type="success", zones=zone)
+    hits = _value("coredns_cache_hits_total", type="success", zones=zone)
+    for i in range(1030):
+        await cache.serve(_request(f"n{i}.{zone}"), backend)
+    assert len(cache.success) == 1024
+    assert _value("coredns_cache_evictions_total", type="success", zones=zone) == evictions + 6
+    assert _value("coredns_cache_entries", type="success", zones=zone) == 1024
+    await cache.serve(_request(f"n1029.{zone}"), backend)
+    assert backend.calls == 1030
+    assert _value("coredns_cache_hits_total", type="success", zones=zone) == hits + 1
+    backend.question = f"other.{zone}"
+    reply = await cache.serve(_request(f"bogus.{zone}"), backend)
+    assert reply.plugin == "file"
+    await cache.serve(_request(f"bogus.{zone}"), backend)
+    assert backend.calls == 1032  # a reply for another question is passed on but never cached
+    assert _value("coredns_cache_drops_total", zones=zone) == before["drops_total"] + 2
+    assert _value("coredns_cache_requests_total", zones=zone) == before["requests_total"] + 1033
+    assert _value("coredns_cache_misses_total", zones=zone) == before["misses_total"] + 1032
+
+
+async def test_names_outside_the_cache_zones_pass_through() -> None:
+    cache = Cache(parse(d("example.org"), (".",)))
+    backend = Backend()
+    for _ in range(2):
+        await cache.serve(_request("a.example.com"), backend)
+    assert backend.calls == 2 and len(cache.success) == 0
+
+
+# --- through a real kdns process --------------------------------------------------------------------
+
+
+def _corefile(upstream: FakeUpstream, cache: str = "cache 30", extra: str = "") -> str:
+    return f".:{{port}} {{\n{cache}\nforward . {upstream.address}\n{extra}\n}}\n"
+
+
+def test_hit_is_served_without_the_upstream(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1", ttl=300)
+    up.add("www.example.org.", "A", "192.0.2.2", ttl=300)
+    k = kdns(_corefile(up))
+    first = ask(k.port, "www.example.org", "A")
+    again = ask(k.port, "WWW.Example.ORG", "A")
+    tcp = ask(k.port, "www.example.org", "A", tcp=True)
+    assert answer_texts(first) == answer_texts(again) == answer_texts(tcp) == ["192.0.2.1", "192.0.2.2"]
+    assert len(up.seen()) == 1
+    assert again.question[0].name.to_text() == "WWW.Example.ORG."  # the client's spelling
+    assert has_flag(again, "AA") and has_flag(again, "RD")
+
+
+def test_ttl_is_capped_then_counts_down(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1", ttl=300)
+    up.add("www.example.org.", "TXT", '"hello"', ttl=300)
+    k = kdns(_corefile(up))
+    assert ask(k.port, "www.example.org", "A").answer[0].ttl == 30  # capped by `cache 30`
+    time.sleep(2.1)
+    later = ask(k.port, "www.example.org", "A").answer[0].ttl
+    assert 0 <= later <= 28
+    k2 = kdns(_corefile(up, "cache 30 {\n keepttl\n}"))
+    assert ask(k2.port, "www.example.org", "TXT").answer[0].ttl == 30
+    time.sleep(1.1)
+    assert ask(k2.port, "www.example.org", "TXT").answer[0].ttl == 30  # keepttl: no countdown
+    assert [q.qtype for q in up.seen()] == ["A", "TXT"]
+
+
+def test_min_ttl_raises_short_ttls(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("short.example.org.", "A", "192.0.2.1", ttl=1)
+    k = kdns(_corefile(up))
+    assert ask(k.port, "short.example.org", "A").answer[0].ttl == 5  # MINTTL default 5
+    time.sleep(1.5)
+    assert answer_texts(ask(k.port, "short.example.org", "A")) == ["192.0.2.1"]
+    assert len(up.seen()) == 1  # still cached after the record's own TTL
+
+
+def test_negative_answers_are_cached_with_their_soa(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams(soa_ttl=600)
+    up.add("www.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(up, "cache 3600 {\n denial 1024 20\n}"))
+    for _ in range(2):
+        nx = ask(k.port, "missing.example.org", "A")
+        nodata = ask(k.port, "www.example.org", "AAAA")
+        assert rcode(nx) == "NXDOMAIN" and rcode(nodata) == "NOERROR" and not nodata.answer
+        for msg in (nx, nodata):
+            [(_, rtype, ttl, _)] = section_rrsets(msg.authority)
+            assert rtype == "SOA" and 0 <= ttl <= 20  # capped by the denial TTL
+    assert len(up.seen()) == 2
+    bare = upstreams(negative_soa=False)
+    k2 = kdns(_corefile(bare))
+    for _ in range(2):
+        assert rcode(ask(k2.port, "missing.example.org", "A")) == "NXDOMAIN"
+    assert len(bare.seen()) == 2  # RFC 2308 §5: no SOA, no negative caching
+
+
+def test_servfail_is_cached_briefly(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams(mode="servfail")
+    k = kdns(_corefile(up, "cache 30 {\n servfail 1s\n}"))
+    assert rcode(ask(k.port, "www.example.org", "A")) == "SERVFAIL"
+    assert rcode(ask(k.port, "www.example.org", "A")) == "SERVFAIL"
+    assert len(up.seen()) == 1
+    time.sleep(1.2)
+    assert rcode(ask(k.port, "www.example.org", "A")) == "SERVFAIL"
+    assert len(up.seen()) == 2  # expired after `servfail 1s`
+    k2 = kdns(_corefile(up, "cache 30 {\n servfail 0\n}"))
+    ask(k2.port, "other.example.org", "A")
+    ask(k2.port, "other.example.org", "A")
+    assert len(up.seen("other.example.org.")) == 2
+
+
+def test_upstream_failure_is_not_cached(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.stop()
+    k = kdns(_corefile(up))
+    assert rcode(ask(k.port, "www.example.org", "A", timeout=10)) == "SERVFAIL"
+    up.add("www.example.org.", "A", "192.0.2.1")
+    up.start()
+    up.wait_for(lambda: "is healthy again" in k.logs())
+    assert answer_texts(ask(k.port, "www.example.org", "A", timeout=10)) == ["192.0.2.1"]
+
+
+def test_disable_success_and_denial_for_cluster_local(kdns: Kdns, upstreams: Upstreams) -> None:
+    """kind's `cache 30 { disable success cluster.local; disable denial cluster.local }`."""
+    up = upstreams()
+    up.add("web.default.svc.cluster.local.", "A", "10.96.0.20", ttl=30)
+    up.add("10.0.96.10.in-addr.arpa.", "PTR", "web.default.svc.cluster.local.", ttl=30)
+    up.add("www.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(up, "cache 30 {\n disable success cluster.local\n disable denial cluster.local\n}"))
+    questions = [("web.default.svc.cluster.local", "A"), ("nope.default.svc.cluster.local", "A"),
+                 ("10.0.96.10.in-addr.arpa", "PTR"), ("www.example.org", "A"), ("nope.example.org", "A")]
+    for _ in range(2):
+        for name, qtype in questions:
+            ask(k.port, name, qtype)
+    counts = {name: len(up.seen(name + ".")) for name, _ in questions}
+    assert counts == {"web.default.svc.cluster.local": 2, "nope.default.svc.cluster.local": 2,
+                      "10.0.96.10.in-addr.arpa": 1, "www.example.org": 1, "nope.example.org": 1}
+
+
+def test_do_and_cd_bits_are_cached_apart(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(up))
+    for _ in range(2):
+        ask(k.port, "www.example.org", "A")
+        ask(k.port, "www.example.org", "A", want_dnssec=True)
+        q = dns.message.make_query("www.example.org", "A")
+        q.flags |= dns.flags.CD
+        r = dns.query.udp(q, "127.0.0.1", port=k.port, timeout=5)
+        assert has_flag(r, "CD")
+    seen = up.seen()
+    assert [(s.do, s.cd) for s in seen] == [(False, False), (True, False), (False, True)]
+
+
+def test_truncated_replies_are_not_cached(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams(truncate_udp=True)
+    up.add("big.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(up))
+    for _ in range(2):
+        assert has_flag(ask(k.port, "big.example.org", "A"), "TC")
+    assert len(up.seen()) == 2
+    assert answer_texts(ask(k.port, "big.example.org", "A", tcp=True)) == ["192.0.2.1"]
+    assert answer_texts(ask(k.port, "big.example.org", "A")) == ["192.0.2.1"]  # the TCP answer is cached
+    assert len(up.seen()) == 3
+
+
+def test_serve_stale_immediate_and_verify(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1", ttl=1)
+    k = kdns(_corefile(up, "cache 30 {\n success 1024 30 1\n serve_stale 1h\n}"))
+    assert ask(k.port, "www.example.org", "A").answer[0].ttl == 1
+    up.stop()
+    time.sleep(1.2)
+    stale = ask(k.port, "www.example.org", "A", timeout=10)
+    assert answer_texts(stale) == ["192.0.2.1"] and stale.answer[0].ttl == 0
+    # verify: ask the source first; a fresh answer wins, a failing source gets the stale one.
+    up.clear()
+    up.add("www.example.org.", "A", "192.0.2.2", ttl=1)
+    up.start()
+    k2 = kdns(_corefile(up, "cache 30 {\n success 1024 30 1\n serve_stale 1h verify\n}"))
+    assert answer_texts(ask(k2.port, "www.example.org", "A")) == ["192.0.2.2"]
+    up.clear()
+    up.add("www.example.org.", "A", "192.0.2.3", ttl=1)
+    time.sleep(1.2)
+    assert answer_texts(ask(k2.port, "www.example.org", "A", timeout=10)) == ["192.0.2.3"]
+    up.mode = "servfail"
+    time.sleep(1.2)
+    stale = ask(k2.port, "www.example.org", "A", timeout=10)
+    assert rcode(stale) == "NOERROR" and answer_texts(stale) == ["192.0.2.3"] and stale.answer[0].ttl == 0
+
+
+def test_prefetch_refreshes_popular_entries(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("hot.example.org.", "A", "192.0.2.1", ttl=10)
+    k = kdns(_corefile(up, "cache 30 {\n prefetch 1 1m 90%\n}"))
+    ask(k.port, "hot.example.org", "A")
+    time.sleep(1.1)  # within the last 90% of its 10 s lifetime
+    up.clear()
+    up.add("hot.example.org.", "A", "192.0.2.2", ttl=10)
+    assert answer_texts(ask(k.port, "hot.example.org", "A")) == ["192.0.2.1"]  # served from cache...
+    up.wait_for(lambda: len(up.seen()) == 2)  # ...and refreshed behind it, over TCP
+    assert [q.proto for q in up.seen()] == ["udp", "tcp"]
+    up.wait_for(lambda: answer_texts(ask(k.port, "hot.example.org", "A")) == ["192.0.2.2"])
