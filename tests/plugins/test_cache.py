@@ -23,7 +23,7 @@ from kdns.plugins.cache.config import CacheConfig, Tier, effective_capacity, par
 from kdns.plugins.cache.entry import Entry
 from kdns.plugins.cache.plugin import Cache
 from kdns.protocol.edns import read_edns
-from kdns.request import Reply, Request
+from kdns.request import Reply, Request, Reuse
 from tests.support.dnsclient import answer_texts, ask, has_flag, rcode, section_rrsets
 from tests.support.process import KdnsProcess
 from tests.support.upstream import FakeUpstream, running_upstreams
@@ -236,6 +236,37 @@ async def test_names_outside_the_cache_zones_pass_through() -> None:
     for _ in range(2):
         await cache.serve(_request("a.example.com"), backend)
     assert backend.calls == 2 and len(cache.success) == 0
+
+
+class _Index:
+    """A stand-in for ClusterIndex (kdns.request.Scoped)."""
+
+    scope_gen: dict[str, int] = {"default": 1}
+    serial = 1
+
+
+async def test_kind_config_is_transparent_for_cluster_names() -> None:
+    """kind's `cache 30 { disable success cluster.local; disable denial cluster.local }` stores nothing
+    for cluster.local, so the server's fast path may replay those replies; the promise rides along."""
+    cfg = parse(d("30", children=(opt("disable", "success", "cluster.local"),
+                                  opt("disable", "denial", "cluster.local"))), (".",))
+    cache = Cache(cfg)
+    assert cache.transparent_for("web.default.svc.cluster.local.")
+    assert not cache.transparent_for("10.0.96.10.in-addr.arpa.")
+    assert not cache.transparent_for("www.example.org.")
+    assert not Cache(parse(d("30", children=(opt("disable", "success", "cluster.local"),)), (".",))
+                     ).transparent_for("web.default.svc.cluster.local.")
+    assert Cache(parse(d("example.org"), (".",))).transparent_for("web.default.svc.cluster.local.")
+    reuse = Reuse(_Index(), "default", 1)
+
+    async def kubernetes(request: Request) -> Reply:
+        msg = request.reply(aa=True)
+        msg.add_answer(RR(request.qname, QTYPE.A, ttl=30, rdata=A("10.96.0.20")))
+        return Reply(msg, "kubernetes", reuse)
+
+    reply = await cache.serve(_request("web.default.svc.cluster.local"), kubernetes)
+    assert reply.reuse is reuse and reply.plugin == "kubernetes"
+    assert len(cache.success) == 0
 
 
 # --- through a real kdns process --------------------------------------------------------------------

@@ -144,6 +144,7 @@ def test_from_and_except_matching() -> None:
     assert not fwd.matches("a.skip.example.org.")
     assert not fwd.matches("example.com.")
     assert not fwd.matches("notexample.org.")
+    assert fwd.transparent_for("example.com.") and not fwd.transparent_for("a.example.org.")
     # FROM itself is forwarded even when listed under except (CoreDNS isAllowedDomain).
     fwd = Forward(parse(d("example.org", "10.0.0.1", children=(opt("except", "example.org"),))))
     assert fwd.matches("example.org.")

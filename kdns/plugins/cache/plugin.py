@@ -69,6 +69,17 @@ class Cache(Plugin):
 
     # --- query path -------------------------------------------------------------------------------
 
+    def transparent_for(self, qname: str) -> bool:
+        """Nothing is ever stored for names outside the cache's zones or disabled in both tiers (kind's
+        cluster.local), and what the cache does to their replies, the TTL cap, depends on the reply
+        alone: the server's fast path may replay the chain's bytes for them. Only the cache's
+        request/miss counters do not see those replays."""
+        cfg = self.config
+        if zone_matches(qname, cfg.zones) is None:
+            return True
+        return zone_matches(qname, cfg.disable_success) is not None and (
+            zone_matches(qname, cfg.disable_denial) is not None)
+
     async def serve(self, request: Request, next_: Handler) -> Reply:
         if zone_matches(request.qname_lower, self.config.zones) is None:
             return await next_(request)
@@ -134,7 +145,7 @@ class Cache(Plugin):
                 self._store(key, request.qname_lower, msg, kind, ttl)
             else:
                 metrics.DROPS.labels(self._server, self._zones_label, "").inc()
-        return Reply(_capped(msg, ttl, request), reply.plugin)
+        return dataclasses.replace(reply, message=_capped(msg, ttl, request))
 
     def _lifetime(self, msg: DNSRecord, kind: Kind) -> int:
         if kind is Kind.SERVFAIL:

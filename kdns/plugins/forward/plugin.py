@@ -76,6 +76,10 @@ class Forward(Plugin):
             return False
         return qname_lower == cfg.from_zone or zone_matches(qname_lower, cfg.ignored) is None
 
+    def transparent_for(self, qname: str) -> bool:
+        """Names forward does not handle pass through it untouched (the server's fast path may apply)."""
+        return not self.matches(qname)
+
     async def serve(self, request: Request, next_: Handler) -> Reply:
         if not self.matches(request.qname_lower):
             return await next_(request)
