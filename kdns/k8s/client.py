@@ -219,7 +219,8 @@ class LineStream:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
         self._buf = bytearray()
-        self._scanned = 0  # bytes of _buf already known to hold no newline
+        self._start = 0  # first unread byte of _buf
+        self._scan = 0  # bytes before this offset are known to hold no newline
 
     async def readline(self) -> bytes | None:
         """The next line (without newline); None when the server ended the stream cleanly.
@@ -228,13 +229,15 @@ class LineStream:
         byte arrives for the request's read timeout, and TruncatedStream when a clean end cuts a line.
         """
         while True:
-            nl = self._buf.find(b"\n", self._scanned)
+            nl = self._buf.find(b"\n", self._scan)
             if nl >= 0:
-                line = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                self._scanned = 0
+                line = bytes(self._buf[self._start : nl])
+                self._start = self._scan = nl + 1
                 return line
-            self._scanned = len(self._buf)
+            if self._start:  # drop consumed lines once per chunk, not once per line
+                del self._buf[: self._start]
+                self._start = 0
+            self._scan = len(self._buf)
             chunk = await self._resp.content.readany()
             if not chunk:
                 if self._buf.strip():

@@ -118,12 +118,15 @@ class _Informer:
     stats: InformerStats = field(default_factory=InformerStats)
     task: asyncio.Task[None] | None = None
     failing_since: float | None = None  # monotonic time of the first failure of the current run
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # cuts a connection-error backoff short
+    wakeable: bool = False  # sleeping after a connection error (not a server-requested Retry-After)
 
 
 class InformerSet:
     """Informers for several kinds sharing one ApiClient and one sink.
 
-    The client is borrowed: stop() ends the informers but does not close it.
+    stop() also closes the client's HTTP session (the client reopens one if used again), so a
+    Corefile reload that replaces the plugin leaves no connection behind.
     """
 
     def __init__(self, client: ApiClient, sink: ObjectSink, specs: Sequence[WatchSpec], *,
@@ -155,6 +158,7 @@ class InformerSet:
         for inf in self._informers.values():
             inf.task = None
             inf.stats.connected = False
+        await self.client.close()
 
     def synced(self) -> bool:
         return self._synced.is_set()
@@ -193,13 +197,21 @@ class InformerSet:
                 delay = self._failed(inf, f"{action} {kind.value} failed: {exc}", delay)
             except (aiohttp.ClientError, OSError, TimeoutError, TruncatedStream, ValueError) as exc:
                 delay = self._failed(inf, f"{action} {kind.value} failed: {_describe(exc)}", backoff.next())
+                inf.wakeable = True
             except Exception as exc:  # a bug (e.g. in the sink): log it once with its traceback, recover
                 need_list = True
                 log.error("%s %s: unexpected error, re-listing", action, kind.value, exc_info=True)
                 delay = self._failed(inf, f"{action} {kind.value}: {exc!r}", backoff.next(), log_it=False)
             finally:
                 st.connected = False
-            await asyncio.sleep(delay)
+            await self._sleep(inf, delay)
+
+    async def _sleep(self, inf: _Informer, delay: float) -> None:
+        """Back off; a connection-error backoff ends early when another kind got through."""
+        inf.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(inf.wake.wait(), delay)
+        inf.wakeable = False
 
     def _failed(self, inf: _Informer, what: str, delay: float, then: str = "retrying",
                 *, log_it: bool = True) -> float:
@@ -213,10 +225,16 @@ class InformerSet:
         return delay
 
     def _recovered(self, inf: _Informer, what: str) -> None:
+        """A list or watch got through: log the end of an outage, wake the kinds still backing off."""
         if inf.failing_since is not None:
             log.info("%s %s: API connection restored after %.1fs", what, inf.spec.kind.value,
                      time.monotonic() - inf.failing_since)
             inf.failing_since = None
+        # The server is reachable: kinds waiting out a connection-error backoff (up to backoff_max)
+        # retry now, so after an outage every kind catches up at once, not up to 30 s apart.
+        for other in self._informers.values():
+            if other.wakeable:
+                other.wake.set()
 
     def _params(self, spec: WatchSpec) -> dict[str, str]:
         params = {}

@@ -245,3 +245,30 @@ def test_api_error_from_a_status_body() -> None:
 
 def _ctx(api: ApiServer) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(api.ca_path))
+
+
+class _Chunks:
+    """Stands in for aiohttp's response.content: hands out the given chunks, then b"" (clean end)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    async def readany(self) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+async def test_line_stream_splits_lines_across_and_within_chunks() -> None:
+    from types import SimpleNamespace
+
+    from kdns.k8s.client import LineStream, TruncatedStream
+
+    big = b"x" * 200_000  # longer than aiohttp's readline() limit
+    chunks = _Chunks(b"a\nb", b"c\n\nd", big[:100_000], big[100_000:] + b"\n")
+    stream = LineStream(SimpleNamespace(content=chunks))  # type: ignore[arg-type]
+    lines = []
+    while (line := await stream.readline()) is not None:
+        lines.append(line)
+    assert lines == [b"a", b"bc", b"", b"d" + big]
+    cut = LineStream(SimpleNamespace(content=_Chunks(b'{"type": "ADD')))  # type: ignore[arg-type]
+    with pytest.raises(TruncatedStream):
+        await cut.readline()

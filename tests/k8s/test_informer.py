@@ -301,6 +301,24 @@ async def test_hung_watch_is_noticed_by_the_read_timeout(apiserver: ApiServer, i
         await inf.stop()
 
 
+async def test_a_kind_that_got_through_wakes_kinds_backing_off(apiserver: ApiServer,
+                                                              informers: Factory) -> None:
+    seed(apiserver)
+    sink = RecordingSink()
+    # Backoff so long the test would time out if services had to wait it out.
+    timing = InformerTiming(watch_timeout=1, read_timeout=2, backoff_initial=600, backoff_max=600)
+    inf = await synced(informers(sink, Kind.SERVICE, Kind.NAMESPACE, timing=timing))
+    await watching(apiserver, inf, (Kind.SERVICE, Kind.NAMESPACE))
+    # The services watch is re-opened after its 1 s timeout and hangs: a read timeout, then a
+    # 300..600 s connection-error backoff. Namespaces keep re-watching every second.
+    apiserver.hang_next(1, watch=True, match=lambda r: r.path == SVC)
+    st = inf.stats[Kind.SERVICE]
+    await eventually(lambda: "read timeout" in st.last_error, what="services hung")
+    apiserver.add(service("late"))
+    await converge(sink, apiserver, Kind.SERVICE, what="services woken by the namespaces watch")
+    assert st.errors == 1
+
+
 async def test_slow_responses_still_sync(apiserver: ApiServer, informers: Factory) -> None:
     seed(apiserver)
     apiserver.set_latency(0.3)
