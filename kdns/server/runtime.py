@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dnslib import DNSRecord
+from dnslib import DNSQuestion, DNSRecord
 
 from kdns.corefile import Corefile, CorefileError, parse_file
 from kdns.log import core_logger
@@ -58,7 +58,7 @@ class Runtime:
         self.stopped.set()
 
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
-        query = DNSRecord.question(qname, qtype)
+        query = DNSRecord(q=DNSQuestion(qname, qtype))  # DNSRecord.question() wants a type name, not a number
         listener = next(iter(self.listeners.values()))
         wire = await listener.slot.dispatcher.handle(query.pack(), proto, ("127.0.0.1", 0))
         return DNSRecord.parse(wire) if wire else query.reply()

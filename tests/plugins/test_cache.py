@@ -442,3 +442,61 @@ def test_prefetch_refreshes_popular_entries(kdns: Kdns, upstreams: Upstreams) ->
     up.wait_for(lambda: len(up.seen()) == 2)  # ...and refreshed behind it, over TCP
     assert [q.proto for q in up.seen()] == ["udp", "tcp"]
     up.wait_for(lambda: answer_texts(ask(k.port, "hot.example.org", "A")) == ["192.0.2.2"])
+
+
+KIND_COREFILE = """\
+.:{port} {
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        endpoint %(api)s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    forward . %(upstream)s {
+        max_concurrent 1000
+    }
+    cache 30 {
+        disable success cluster.local
+        disable denial cluster.local
+    }
+    loop
+    loadbalance
+}
+"""
+
+
+def test_kind_corefile_caches_only_non_cluster_answers(kdns: Kdns, upstreams: Upstreams) -> None:
+    """kind's Corefile shape: cluster answers follow the API at once (never cached), while forwarded
+    names, unknown PTRs falling through and ExternalName targets chased upstream are cached."""
+    from tests.plugins.kubernetes import cluster
+    from tests.support import objects as o
+    from tests.support.apiserver import ApiServer
+
+    api = ApiServer(bookmark_interval=1.0)
+    api.start()
+    try:
+        for obj in [*cluster.NAMESPACES, *cluster.SERVICES, *cluster.SLICES, *cluster.PODS]:
+            api.add(obj)
+        up = upstreams()
+        up.add("www.example.com.", "A", "192.0.2.80", ttl=300)
+        up.add("4.3.2.1.in-addr.arpa.", "PTR", "host.example.net.", ttl=300)
+        k = kdns(KIND_COREFILE % {"api": api.url, "upstream": up.address})
+        web = "web.default.svc.cluster.local"
+        assert answer_texts(ask(k.port, web)) == ["10.96.0.20"]
+        assert rcode(ask(k.port, "new.default.svc.cluster.local")) == "NXDOMAIN"
+        api.update(o.service("web", ips=["10.96.0.21"], ports=[o.port("http", 80)]))
+        api.add(o.service("new", ips=["10.96.0.99"], ports=[o.port("http", 80)]))
+        up.wait_for(lambda: answer_texts(ask(k.port, web)) == ["10.96.0.21"], timeout=10)
+        up.wait_for(lambda: answer_texts(ask(k.port, "new.default.svc.cluster.local")) == ["10.96.0.99"],
+                    timeout=10)
+        for _ in range(2):
+            assert answer_texts(ask(k.port, "www.example.com")) == ["192.0.2.80"]
+            assert answer_texts(ask(k.port, "4.3.2.1.in-addr.arpa", "PTR")) == ["host.example.net."]
+            chased = ask(k.port, "ext.default.svc.cluster.local")  # ExternalName → www.Example.com.
+            assert [t.lower() for t in answer_texts(chased, "CNAME")] == ["www.example.com."]
+            assert answer_texts(chased, "A") == ["192.0.2.80"]
+        counts = {name: len(up.seen(name)) for name in ("www.example.com.", "4.3.2.1.in-addr.arpa.")}
+        assert counts == {"www.example.com.": 1, "4.3.2.1.in-addr.arpa.": 1}
+    finally:
+        api.stop()
