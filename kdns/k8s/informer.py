@@ -198,7 +198,7 @@ class InformerSet:
             except (aiohttp.ClientError, OSError, TimeoutError, TruncatedStream, ValueError) as exc:
                 delay = self._failed(inf, f"{action} {kind.value} failed: {_describe(exc)}", backoff.next())
                 inf.wakeable = True
-            except Exception as exc:  # a bug (e.g. in the sink): log it once with its traceback, recover
+            except Exception as exc:  # a bug (e.g. in the sink): log it with its traceback, re-list
                 need_list = True
                 log.error("%s %s: unexpected error, re-listing", action, kind.value, exc_info=True)
                 delay = self._failed(inf, f"{action} {kind.value}: {exc!r}", backoff.next(), log_it=False)
