@@ -54,17 +54,12 @@ def parse_query(data: bytes, tcp: bool) -> FastQuery | None:
     _, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
     if flags & 0xF800 or qd != 1 or an or ns or ar > 1:  # QR=1 or opcode≠QUERY or odd counts
         return None
-    i = 12
+    # The name ends at the first zero byte. A zero inside a label would end it early, but then the
+    # key cannot equal a stored key (those come from well-formed questions), so it simply misses.
     n = len(data)
-    while True:  # labels; queries carry no compression pointers (RFC 1035 §4.1.4: only if needed)
-        if i >= n:
-            return None
-        length = data[i]
-        if length == 0:
-            break
-        if length > 63:
-            return None
-        i += length + 1
+    i = data.find(b"\x00", 12)
+    if i < 0:
+        return None
     question_end = i + 5
     if question_end > n:
         return None
