@@ -83,4 +83,4 @@ def _fraction(value: int, unit: int) -> str:
 
 def go_seconds(seconds: float) -> str:
     """strconv.FormatFloat(s, 'f', -1, 64) + "s": the shortest exact decimal, never an exponent."""
-    return f"{Decimal(repr(round(seconds, 9))):f}s"
+    return f"{Decimal(repr(round(seconds, 9))).normalize():f}s"

@@ -1,0 +1,168 @@
+"""`prometheus [ADDRESS]` — CoreDNS's metrics on http://ADDRESS/metrics (default localhost:9153).
+
+The names and labels are CoreDNS's (plugin/metrics/vars), declared in kdns.metrics, so existing
+dashboards and alerts work unchanged. Where each number comes from:
+- serve() wraps the rest of the block's chain: requests, DO requests, duration, request size, and
+  responses by rcode and by the plugin that wrote the reply (empty when a plugin failed and the
+  server wrote the SERVFAIL);
+- an observer on every listener's dispatcher adds the response size (the bytes actually sent, after
+  truncation) and counts queries that never entered a chain (REFUSED for a zone not served,
+  BADVERS, NOTIMP…) under zone="dropped", as CoreDNS's server does;
+- coredns_plugin_enabled lists the query-path plugins of each block that has `prometheus`, rebuilt
+  every time a configuration is applied.
+The HTTP listener survives reloads (kdns.plugins._http); several blocks naming one address share it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+from dnslib import QTYPE, RCODE
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kdns import metrics
+from kdns.corefile.model import Corefile, Directive
+from kdns.plugin import Handler, Plugin, SetupContext
+from kdns.plugins import _http
+from kdns.plugins._args import expect_args
+from kdns.plugins._text import qtype_text, rcode_label
+from kdns.request import Reply, Request
+from kdns.server.dispatch import Dispatcher, Outcome
+
+DEFAULT_ADDRESS = "localhost:9153"
+PATH = "/metrics"
+DROPPED = "dropped"  # no closing dot: never a real zone (CoreDNS vars.Dropped)
+VIEW = ""  # kdns has no view plugin; CoreDNS leaves the label empty without one
+# Query types with their own `type` label value; the rest are counted as "other" (CoreDNS vars.monitorType).
+MONITORED_TYPES = frozenset(
+    QTYPE.reverse[t]
+    for t in (
+        "A",
+        "AAAA",
+        "MX",
+        "SOA",
+        "CNAME",
+        "PTR",
+        "TXT",
+        "NS",
+        "SRV",
+        "DS",
+        "DNSKEY",
+        "RRSIG",
+        "NSEC",
+        "NSEC3",
+        "HTTPS",
+        "IXFR",
+        "AXFR",
+        "ANY",
+    )
+)
+_SERVFAIL = rcode_label(RCODE.SERVFAIL)
+_PENDING_KEY = "prometheus.new_dispatchers"
+_OBSERVING_KEY = "prometheus.observing_loads"
+
+
+def type_label(qtype: int) -> str:
+    return qtype_text(qtype) if qtype in MONITORED_TYPES else "other"
+
+
+def report(r: Request, zone: str, rcode: str, plugin: str, seconds: float) -> None:
+    """Everything CoreDNS's vars.Report records, except the response size (see observe)."""
+    if r.do:
+        metrics.DO_REQUESTS.labels(r.server, zone, VIEW).inc()
+    metrics.REQUESTS.labels(r.server, zone, VIEW, r.proto, str(r.family), type_label(r.qtype)).inc()
+    metrics.REQUEST_DURATION.labels(r.server, zone, VIEW).observe(seconds)
+    metrics.REQUEST_SIZE.labels(r.server, zone, VIEW, r.proto).observe(r.size)
+    metrics.RESPONSES.labels(r.server, zone, VIEW, rcode, plugin).inc()
+
+
+def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
+    """Dispatcher observer: response sizes for blocks with prometheus, and the dropped queries."""
+    r, reply = outcome.request, outcome.reply
+    if r is None or reply is None:
+        return  # not even a question: CoreDNS does not count these either
+    if outcome.chain is None:
+        report(r, DROPPED, rcode_label(reply.rcode), "", 0.0)
+        zone = DROPPED
+    elif outcome.chain.find(Prometheus.name) is not None:
+        zone = r.zone
+    else:
+        return
+    metrics.RESPONSE_SIZE.labels(r.server, zone, VIEW, proto).observe(len(outcome.wire or b""))
+
+
+def _describe(dispatchers: list[Dispatcher]) -> None:
+    """coredns_plugin_enabled for the configuration just applied (CoreDNS resets it on restart)."""
+    metrics.PLUGIN_ENABLED.clear()
+    for dispatcher in dispatchers:
+        for zone, chain in dispatcher.routes.items():
+            if chain.find(Prometheus.name) is None:
+                continue
+            for plugin in chain.plugins:
+                if plugin.in_query_path:
+                    metrics.PLUGIN_ENABLED.labels(dispatcher.label, zone, VIEW, plugin.name).set(1)
+
+
+async def _serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class Prometheus(Plugin):
+    name = "prometheus"
+
+    def __init__(self, address: tuple[str | None, int], shared: dict[str, Any]) -> None:
+        self.address = address
+        self.shared = shared
+
+    async def serve(self, request: Request, next_: Handler) -> Reply:
+        start = time.perf_counter()
+        try:
+            reply = await next_(request)
+        except Exception as e:
+            if metrics.is_panic(e):
+                metrics.PANICS.inc()
+            report(request, request.zone, _SERVFAIL, "", time.perf_counter() - start)
+            raise
+        report(request, request.zone, rcode_label(reply.rcode), reply.plugin, time.perf_counter() - start)
+        return reply
+
+    def attach_dispatcher(self, dispatcher: Dispatcher) -> None:
+        """Called by the runtime for each listener's dispatcher whenever a configuration is applied."""
+        if observe not in dispatcher.observers:
+            dispatcher.observers.append(observe)
+        pending: list[Dispatcher] = self.shared.setdefault(_PENDING_KEY, [])
+        if dispatcher not in pending:
+            pending.append(dispatcher)
+
+    async def start(self) -> None:
+        await _http.mount(self.shared, self.address, PATH, self, _serve_metrics)
+
+    async def stop(self) -> None:
+        await _http.unmount(self.shared, self.address, PATH, self)
+
+
+def _watch_loads(ctx: SetupContext) -> None:
+    """Once per process: rebuild plugin_enabled each time a configuration is applied."""
+    if ctx.shared.get(_OBSERVING_KEY):
+        return
+    ctx.shared[_OBSERVING_KEY] = True
+    shared = ctx.shared
+
+    def applied(ok: bool, corefile: Corefile | None) -> None:
+        if ok:
+            pending: list[Dispatcher] = shared.setdefault(_PENDING_KEY, [])
+            _describe(pending)
+            pending.clear()
+
+    ctx.controller.reload_observers.append(applied)
+
+
+def setup(d: Directive, ctx: SetupContext) -> Plugin:
+    args = expect_args(d, 0, 1)
+    if d.children:
+        raise d.error(f"unknown property '{d.children[0].name}'")
+    address = _http.parse_address(d, args[0] if args else DEFAULT_ADDRESS)
+    _watch_loads(ctx)
+    return Prometheus(address, ctx.shared)
