@@ -313,6 +313,18 @@ def test_upstream_servfail_is_passed_on(kdns: Kdns,
     assert len(up.seen()) == 1  # a reply, even SERVFAIL, is not an upstream failure: no retry
 
 
+def test_bad_replies(kdns: Kdns, upstreams: Upstreams) -> None:
+    """A reply to another question is FORMERR (CoreDNS); an unparsable one is an upstream failure."""
+    wrong = upstreams(mode="mismatch")
+    k = kdns(_corefile(f"forward . {wrong.address}"))
+    assert rcode(ask(k.port, "www.example.org", "A")) == "FORMERR"
+    junk, good = upstreams(mode="garbage"), upstreams()
+    good.add("www.example.org.", "A", "192.0.2.1")
+    k2 = kdns(_corefile(f"forward . {junk.address} {good.address} {{\n policy sequential\n}}"))
+    assert answer_texts(ask(k2.port, "www.example.org", "A", timeout=10)) == ["192.0.2.1"]
+    assert len(junk.seen()) == 1
+
+
 def test_max_concurrent_refuses_beyond_the_limit(kdns: Kdns,
                                                  upstreams: Upstreams) -> None:
     up = upstreams(delay=1.5)

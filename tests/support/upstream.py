@@ -7,6 +7,7 @@ otherwise), records every query it sees, and can be told to misbehave:
 - `delay`: wait this long before answering (slow upstream, max_concurrent tests);
 - `mode = "drop"`: read queries but never answer (timeouts, health checks that fail);
 - `mode = "servfail"` / `"refused"`: answer with that rcode;
+- `mode = "mismatch"`: answer for another name; `mode = "garbage"`: the query's ID, then junk;
 - `truncate_udp = True`: over UDP answer with TC=1 and no records (TCP answers in full);
 - `negative_soa = False`: NXDOMAIN / NODATA without the SOA (RFC 2308 says: do not cache those);
 - `stop()` / `start()`: close / reopen the sockets on the same port (a down upstream, whose UDP port
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR, SOA, DNSRecord
+from dnslib import QTYPE, RCODE, RR, SOA, DNSLabel, DNSRecord
 
 from tests.support.ports import free_port
 
@@ -57,7 +58,7 @@ class FakeUpstream:
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     delay: float = 0.0
-    mode: str = "answer"  # answer | drop | servfail | refused
+    mode: str = "answer"  # answer | drop | servfail | refused | mismatch | garbage
     truncate_udp: bool = False
     soa_ttl: int = 60
     negative_soa: bool = True
@@ -201,6 +202,8 @@ class FakeUpstream:
                 await asyncio.sleep(self.delay)
             if self.mode == "drop":
                 return None
+            if self.mode == "garbage":
+                return data[:2] + b"\x81\x80junk"
             reply = self._reply(query)
             probe = (str(query.q.qname), QTYPE[query.q.qtype]) == HEALTH_PROBE
             if proto == "udp" and self.truncate_udp and not probe:
@@ -239,6 +242,8 @@ class FakeUpstream:
         if self.mode == "refused":
             reply.header.rcode = RCODE.REFUSED
             return reply
+        if self.mode == "mismatch":
+            reply.questions[0].qname = DNSLabel("other.invalid.")
         qname, qtype = str(query.q.qname).lower(), query.q.qtype
         with self._lock:
             answers = list(self._records.get((qname, qtype), []))
