@@ -32,9 +32,12 @@ def _source(d: Directive, opts: KubernetesOptions, index: ClusterIndex, kinds: l
     start-up), which a manifests-only or kubernetes-less configuration should not pay for.
     """
     if opts.manifests:
-        from kdns.k8s.manifests import ManifestSource
+        from kdns.k8s.manifests import ManifestError, ManifestSource
 
-        return ManifestSource(opts.manifests, index, kinds)
+        try:
+            return ManifestSource(opts.manifests, index, kinds)
+        except ManifestError as e:
+            raise d.error(str(e)) from e
     from kdns.k8s.client import ApiClient, ApiConfigError
     from kdns.k8s.informer import InformerSet, WatchSpec
 

@@ -218,8 +218,9 @@ def test_servfail_until_the_first_sync(kdns: Callable[..., KdnsProcess], api: Ap
     assert rcode(r) == "SERVFAIL" and has_flag(r, "AA")
     assert dns.rdatatype.to_text(r.authority[0].rdtype) == "SOA"
     api.up()
-    wait_for(lambda: addrs(p.port, "web.default." + CL) == ["10.96.0.20"], "first sync after API up", 30)
-    assert rcode(ask(p.port, "nope.default." + CL)) == "NXDOMAIN"
+    wait_for(lambda: addrs(p.port, "web.default." + CL) == ["10.96.0.20"], "first data after API up", 30)
+    # every kind syncs on its own: name errors turn from SERVFAIL to NXDOMAIN once all have
+    wait_for(lambda: rcode(ask(p.port, "nope.default." + CL)) == "NXDOMAIN", "complete sync", 30)
 
 
 def test_startup_waits_for_the_api_and_logs_it(kdns: Callable[..., KdnsProcess], api: ApiServer) -> None:
@@ -243,6 +244,16 @@ def test_startup_waits_for_the_api_and_logs_it(kdns: Callable[..., KdnsProcess],
 def test_options(kdns: Callable[..., KdnsProcess], api: ApiServer, extra: str, name: str, code: str) -> None:
     p = start(kdns, api, extra=extra)
     assert rcode(ask(p.port, name)) == code
+
+
+def test_missing_manifests_path_is_a_corefile_error(tmp_path: Any) -> None:
+    from tests.support.process import run_kdns
+
+    path = tmp_path / "Corefile"
+    path.write_text(".:1 {\n kubernetes cluster.local {\n  manifests /nonexistent/cluster.yaml\n }\n}\n")
+    r = run_kdns(["-conf", str(path)])
+    assert r.returncode == 1 and f"{path}:2 - Error during parsing: 'kubernetes'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_bad_options_are_corefile_errors(tmp_path: Any) -> None:
