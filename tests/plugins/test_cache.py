@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from urllib.request import urlopen
 
 import dns.flags
 import dns.message
@@ -14,6 +15,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 from dnslib import NS, QTYPE, RCODE, RR, SOA, A, DNSQuestion, DNSRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from kdns.corefile import CorefileError
 from kdns.corefile.model import Directive
@@ -24,7 +26,11 @@ from kdns.plugins.cache.entry import Entry
 from kdns.plugins.cache.plugin import Cache
 from kdns.protocol.edns import read_edns
 from kdns.request import Reply, Request, Reuse
+from tests.plugins.kubernetes import cluster
+from tests.support import objects as o
+from tests.support.apiserver import ApiServer
 from tests.support.dnsclient import answer_texts, ask, has_flag, rcode, section_rrsets
+from tests.support.ports import free_port
 from tests.support.process import KdnsProcess
 from tests.support.upstream import FakeUpstream, running_upstreams
 
@@ -469,10 +475,6 @@ KIND_COREFILE = """\
 def test_kind_corefile_caches_only_non_cluster_answers(kdns: Kdns, upstreams: Upstreams) -> None:
     """kind's Corefile shape: cluster answers follow the API at once (never cached), while forwarded
     names, unknown PTRs falling through and ExternalName targets chased upstream are cached."""
-    from tests.plugins.kubernetes import cluster
-    from tests.support import objects as o
-    from tests.support.apiserver import ApiServer
-
     api = ApiServer(bookmark_interval=1.0)
     api.start()
     try:
@@ -500,3 +502,30 @@ def test_kind_corefile_caches_only_non_cluster_answers(kdns: Kdns, upstreams: Up
         assert counts == {"www.example.com.": 1, "4.3.2.1.in-addr.arpa.": 1}
     finally:
         api.stop()
+
+
+def test_cache_and_forward_metrics_on_the_metrics_endpoint(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1")
+    metrics_port = free_port()
+    k = kdns(_corefile(up, extra=f"prometheus 127.0.0.1:{metrics_port}"))
+    for _ in range(3):
+        ask(k.port, "www.example.org", "A")
+    with urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples}
+    server = f"dns://:{k.port}"
+
+    def value(name: str, **labels: str) -> float:
+        return values.get((name, tuple(sorted(labels.items()))), -1.0)
+
+    assert value("coredns_cache_requests_total", server=server, zones=".", view="") == 3
+    assert value("coredns_cache_misses_total", server=server, zones=".", view="") == 1
+    assert value("coredns_cache_hits_total", server=server, type="success", zones=".", view="") == 2
+    assert value("coredns_cache_entries", server=server, type="success", zones=".", view="") == 1
+    assert value("coredns_proxy_request_duration_seconds_count", proxy_name="forward", to=up.address,
+                 rcode="NOERROR") >= 1
+    assert value("coredns_proxy_conn_cache_misses_total", proxy_name="forward", to=up.address,
+                 proto="udp") >= 1
+    assert value("coredns_forward_max_concurrent_rejects_total") == 0
