@@ -8,7 +8,7 @@ TO is `IP`, `IP:PORT`, `[IPv6]:PORT`, any of those behind `dns://`, or a resolv.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kdns.corefile.model import Directive
 from kdns.plugins._args import (
@@ -80,34 +80,37 @@ def parse(d: Directive) -> ForwardConfig:
         raise d.error("no nameservers found")
     if len(upstreams) > MAX_UPSTREAMS:
         raise d.error(f"more than {MAX_UPSTREAMS} TOs configured: {len(upstreams)}")
-    opts: dict[str, object] = {}
-    health = HealthCheckConfig()
+    cfg = ForwardConfig(from_zone, tuple(upstreams))
     for child in d.children:
         name = child.name
         if name in _UNSUPPORTED:
             raise child.error(_UNSUPPORTED[name])
         if name == "except":
-            opts["ignored"] = zones_or_default(child, expect_args(child, 1), ())
-        elif name in ("force_tcp", "prefer_udp"):
+            cfg = replace(cfg, ignored=zones_or_default(child, expect_args(child, 1), ()))
+        elif name == "force_tcp":
             expect_args(child, 0, 0)
-            opts[name] = True
+            cfg = replace(cfg, force_tcp=True)
+        elif name == "prefer_udp":
+            expect_args(child, 0, 0)
+            cfg = replace(cfg, prefer_udp=True)
         elif name == "expire":
-            opts["expire"] = parse_duration(child, expect_args(child, 1, 1)[0])
+            cfg = replace(cfg, expire=parse_duration(child, expect_args(child, 1, 1)[0]))
         elif name == "max_fails":
-            opts["max_fails"] = parse_int(child, expect_args(child, 1, 1)[0], 0, 2**32 - 1, "max_fails")
+            max_fails = parse_int(child, expect_args(child, 1, 1)[0], 0, 2**32 - 1, "max_fails")
+            cfg = replace(cfg, max_fails=max_fails)
         elif name == "policy":
             policy = expect_args(child, 1, 1)[0]
             if policy not in POLICIES:
                 raise child.error(f"unknown policy '{policy}' (want {'|'.join(POLICIES)})")
-            opts["policy"] = policy
+            cfg = replace(cfg, policy=policy)
         elif name == "health_check":
-            health = _parse_health(child)
+            cfg = replace(cfg, health=_parse_health(child))
         elif name == "max_concurrent":
-            limit = expect_args(child, 1, 1)[0]
-            opts["max_concurrent"] = parse_int(child, limit, 0, 2**31 - 1, "max_concurrent")
+            limit = parse_int(child, expect_args(child, 1, 1)[0], 0, 2**31 - 1, "max_concurrent")
+            cfg = replace(cfg, max_concurrent=limit)
         else:
             raise unknown_property(d, child)
-    return ForwardConfig(from_zone, tuple(upstreams), health=health, **opts)  # type: ignore[arg-type]
+    return cfg
 
 
 def _parse_health(child: Directive) -> HealthCheckConfig:
