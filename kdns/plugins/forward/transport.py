@@ -5,8 +5,8 @@ A connection carries one exchange at a time: it is taken from the cache, used, a
 (CoreDNS default 10s) are not reused and are closed by `sweep`. UDP sockets are connected, so the
 kernel drops datagrams from other sources and an ICMP port-unreachable surfaces at once as
 ConnectionRefusedError instead of a 2 s timeout. Replies whose ID is not ours are skipped, as
-CoreDNS does ("drop out-of-order responses"): on a reused UDP socket a late reply to an earlier,
-timed-out query may still arrive.
+CoreDNS does ("drop out-of-order responses"): on a reused UDP socket a duplicated reply to an
+earlier query may still arrive. Datagrams are read whole; the server truncates for the client.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import struct
 import time
 from collections import deque
 from typing import Protocol
-
-UDP_READ_SIZE = 65535  # read whole datagrams; the server truncates for the client later
 
 
 class UpstreamTimeout(Exception):
