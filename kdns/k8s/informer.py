@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import aiohttp
@@ -40,6 +41,9 @@ class WatchSpec:
     kind: Kind
     label_selector: str = ""
     field_selector: str = ""
+
+
+TIMING_ENV = "KDNS_INFORMER_TIMING"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,22 @@ class InformerTiming:
     retry_after_max: float = 60.0
     page_size: int = 500
     healthy_watch: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> InformerTiming:
+        """The defaults, with fields overridden by KDNS_INFORMER_TIMING ("read_timeout=2,backoff_max=1"):
+        kdns-only, like KDNS_SERVICEACCOUNT_DIR, so fault tests can shrink the timeouts of a real
+        process. A bad value is a ValueError naming the variable."""
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in os.environ.get(TIMING_ENV, "").split(","))):
+            key, _, text = item.partition("=")
+            try:
+                values[key] = (int if types[key] in (int, "int") else float)(text)
+            except (KeyError, ValueError):
+                raise ValueError(f"{TIMING_ENV}: bad item {item!r} (want FIELD=NUMBER, FIELD one of "
+                                 f"{', '.join(types)})") from None
+        return cls(**values)
 
 
 @dataclass
@@ -135,7 +155,7 @@ class InformerSet:
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"one WatchSpec per kind, got {kinds}")
         self.client, self.sink = client, sink
-        self.timing = timing or InformerTiming()
+        self.timing = timing or InformerTiming.from_env()
         self._informers = {s.kind: _Informer(s) for s in specs}
         self._synced = asyncio.Event()
         if not specs:
