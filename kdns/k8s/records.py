@@ -47,7 +47,7 @@ class ServiceView:
     name: str
     exists: bool
     addresses: Addresses  # of `<svc>.<ns>.svc`
-    cname: str | None  # ExternalName target, absolute, without trailing dot
+    cname: str | None  # ExternalName target as written (case kept), without trailing dot
     endpoints: dict[str, Addresses] = field(default_factory=dict)  # label → addresses (`<label>.<svc>…`)
     srv_by_port: dict[tuple[str, str], tuple[SrvRecord, ...]] = field(default_factory=dict)  # (name, proto)
     srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CDNS extension, §13)
@@ -137,7 +137,7 @@ def build_view(
     ns, name = svc.namespace.lower(), svc.name.lower()
     rel = f"{name}.{ns}.svc"
     if svc.is_external_name:
-        target = svc.external_name.rstrip(".").lower()
+        target = svc.external_name.rstrip(".")  # spelled as given; compared lower-cased
         valid = bool(target) and not _is_ip(target)  # CDNS #2324: an IP is not a valid target
         return ServiceView(ns, name, valid, Addresses(), target if valid else None)
 

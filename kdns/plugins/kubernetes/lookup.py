@@ -208,7 +208,7 @@ class Lookup:
         cname = RR(owner, QTYPE.CNAME, ttl=self.ttl, rdata=CNAME(target + "."))
         if qtype == QTYPE.CNAME:
             return Result(Status.ANSWER, [cname])
-        return Result(Status.ANSWER, [cname], chase=target + ".")
+        return Result(Status.ANSWER, [cname], chase=target.lower() + ".")
 
     # --- pod.<zone> -----------------------------------------------------------------------------
 

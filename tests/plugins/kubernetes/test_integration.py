@@ -92,7 +92,7 @@ def test_every_record_kind(dns_server: KdnsProcess, tcp: bool) -> None:
         ("db-0.db.default.svc.cluster.local.", "A", "10.244.2.1"),
         ("db-0.db.default.svc.cluster.local.", "AAAA", "fd00::1"),
     ]
-    assert answer_texts(q("ext.default." + CL, "CNAME")) == ["www.example.com."]
+    assert answer_texts(q("ext.default." + CL, "CNAME")) == ["www.Example.com."]
     chased = q("ext-in.default." + CL)
     assert [(n, t, d) for n, t, _, d in section_rrsets(chased.answer)] == [
         ("ext-in.default.svc.cluster.local.", "CNAME", ["web.default.svc.cluster.local."]),
