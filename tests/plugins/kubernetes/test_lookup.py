@@ -115,8 +115,8 @@ ANSWER, NODATA, NX = Status.ANSWER, Status.NODATA, Status.NXDOMAIN
         ("noports.default.svc.cluster.local.", "A", ANSWER, ["10.244.4.1"]),
         ("noports.default.svc.cluster.local.", "SRV", NODATA, []),
         # ExternalName (§5)
-        ("ext.default.svc.cluster.local.", "CNAME", ANSWER, ["www.example.com."]),
-        ("ext.default.svc.cluster.local.", "A", ANSWER, ["www.example.com."]),
+        ("ext.default.svc.cluster.local.", "CNAME", ANSWER, ["www.Example.com."]),
+        ("ext.default.svc.cluster.local.", "A", ANSWER, ["www.Example.com."]),
         ("ext-ip.default.svc.cluster.local.", "A", NX, []),
         ("x.ext.default.svc.cluster.local.", "A", NX, []),
         ("_http._tcp.ext.default.svc.cluster.local.", "SRV", NX, []),
