@@ -5,13 +5,19 @@ must not declare metrics twice (prometheus-client refuses duplicates), so plugin
 metrics at import time through `counter`/`gauge`/`histogram`, which return the existing object when
 the same metric is declared again. Names are `coredns_<subsystem>_<name>` exactly as CoreDNS exports
 them (coredns-behaviour.md §5); the `prometheus` plugin serves this registry on /metrics.
+
+Metrics updated on every query use `hot_counter`/`hot_histogram` instead: prometheus-client takes a
+lock on every inc/observe (1–3 µs each, measured), which added ~11 µs to each query for the five
+updates CoreDNS makes. Updates and scrapes all run on the one event-loop thread, so these keep plain
+numbers and hand them to prometheus-client only when /metrics is read.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +29,9 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from kdns import __version__
 from kdns.plugin import NoNextPlugin, PluginError
@@ -42,8 +51,8 @@ REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 
-_declared: dict[str, MetricWrapperBase] = {}
-_M = TypeVar("_M", bound=MetricWrapperBase)
+_declared: dict[str, object] = {}
+_M = TypeVar("_M")
 
 
 def _declare(kind: type[_M], subsystem: str, name: str, labels: Sequence[str], make: Callable[[], _M]) -> _M:
@@ -51,12 +60,18 @@ def _declare(kind: type[_M], subsystem: str, name: str, labels: Sequence[str], m
     full = "_".join(p for p in (NAMESPACE, subsystem, name) if p)
     existing = _declared.get(full)
     if existing is not None:
-        if not isinstance(existing, kind) or tuple(existing._labelnames) != tuple(labels):
+        if not isinstance(existing, kind) or _labelnames(existing) != tuple(labels):
             raise ValueError(f"metric {full} already declared with another type or labels")
         return existing
     metric = make()
     _declared[full] = metric
     return metric
+
+
+def _labelnames(metric: object) -> tuple[str, ...]:
+    if isinstance(metric, MetricWrapperBase):
+        return tuple(metric._labelnames)
+    return metric.labelnames if isinstance(metric, _HotFamily) else ()
 
 
 def counter(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
@@ -94,6 +109,97 @@ def histogram(
     )
 
 
+class HotCount:
+    """One counter child of a HotCounter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class HotObservations:
+    """One histogram child of a HotHistogram: per-bucket counts, made cumulative when scraped."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # first bucket whose bound is >= amount
+        self.sum += amount
+
+
+_C = TypeVar("_C", HotCount, HotObservations)
+
+
+class _HotFamily(Collector, Generic[_C]):
+    """A labelled metric whose children are plain numbers, turned into samples at scrape time."""
+
+    def __init__(self, full: str, doc: str, labelnames: Sequence[str], make: Callable[[], _C]) -> None:
+        self.full = full
+        self.doc = doc
+        self.labelnames = tuple(labelnames)
+        self._make: Callable[[], _C] = make
+        self._children: dict[tuple[str, ...], _C] = {}
+        REGISTRY.register(self)
+
+    def labels(self, *values: str) -> _C:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.full}: want labels {self.labelnames}, got {values}")
+            child = self._children[values] = self._make()
+        return child
+
+
+class HotCounter(_HotFamily[HotCount]):
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.full, self.doc, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(values, child.value)
+        yield family
+
+
+class HotHistogram(_HotFamily[HotObservations]):
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.full, self.doc, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            running, buckets = 0, []
+            for bound, count in zip((*child.bounds, float("inf")), child.counts, strict=True):
+                running += count
+                buckets.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
+            family.add_metric(values, buckets, child.sum)
+        yield family
+
+
+def hot_counter(subsystem: str, name: str, doc: str, labels: Sequence[str]) -> HotCounter:
+    """A labelled counter for the query path (see the module docstring)."""
+    full = "_".join(p for p in (NAMESPACE, subsystem, name) if p)
+    return _declare(HotCounter, subsystem, name, labels, lambda: HotCounter(full, doc, labels, HotCount))
+
+
+def hot_histogram(
+    subsystem: str, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float] = TIME_BUCKETS
+) -> HotHistogram:
+    """A labelled histogram for the query path (see the module docstring)."""
+    full = "_".join(p for p in (NAMESPACE, subsystem, name) if p)
+    bounds = tuple(float(b) for b in buckets)
+    return _declare(
+        HotHistogram,
+        subsystem,
+        name,
+        labels,
+        lambda: HotHistogram(full, doc, labels, lambda: HotObservations(bounds)),
+    )
+
+
 def is_panic(exc: BaseException) -> bool:
     """Whether a plugin's exception is a bug (CoreDNS would have panicked) rather than a failure.
 
@@ -119,39 +225,39 @@ PLUGIN_ENABLED = gauge(
     "A metric that indicates whether a plugin is enabled on per server and zone basis.",
     ("server", "zone", "view", "name"),
 )
-REQUESTS = counter(
+REQUESTS = hot_counter(
     "dns",
     "requests_total",
     "Counter of DNS requests made per zone, protocol and family.",
     ("server", "zone", "view", "proto", "family", "type"),
 )
-REQUEST_DURATION = histogram(
+REQUEST_DURATION = hot_histogram(
     "dns",
     "request_duration_seconds",
     "Histogram of the time (in seconds) each request took per zone.",
     ("server", "zone", "view"),
 )
-REQUEST_SIZE = histogram(
+REQUEST_SIZE = hot_histogram(
     "dns",
     "request_size_bytes",
     "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
     ("server", "zone", "view", "proto"),
     SIZE_BUCKETS,
 )
-RESPONSE_SIZE = histogram(
+RESPONSE_SIZE = hot_histogram(
     "dns",
     "response_size_bytes",
     "Size of the returned response in bytes.",
     ("server", "zone", "view", "proto"),
     SIZE_BUCKETS,
 )
-DO_REQUESTS = counter(
+DO_REQUESTS = hot_counter(
     "dns",
     "do_requests_total",
     "Counter of DNS requests with DO bit set per zone.",
     ("server", "zone", "view"),
 )
-RESPONSES = counter(
+RESPONSES = hot_counter(
     "dns",
     "responses_total",
     "Counter of response status codes.",

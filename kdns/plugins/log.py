@@ -163,10 +163,10 @@ class Rule:
     classes: frozenset[str]
     min_duration: float = 0.0
 
-    def wants(self, a: Answered) -> bool:
-        if "all" in self.classes or classify(a.message) in self.classes:
+    def wants(self, message: DNSRecord, seconds: float) -> bool:
+        if "all" in self.classes or classify(message) in self.classes:
             return True
-        return self.min_duration > 0 and a.seconds > self.min_duration
+        return self.min_duration > 0 and seconds > self.min_duration
 
     def line(self, r: Request, a: Answered) -> str:
         return "".join(p if isinstance(p, str) else p(r, a) for p in self.format)
@@ -194,9 +194,9 @@ class Log(Plugin):
 
     @staticmethod
     def _emit(rule: Rule, request: Request, message: DNSRecord, start: float) -> None:
-        answered = Answered(message, message.pack(), time.perf_counter() - start)
-        if rule.wants(answered):
-            _log.info("%s", rule.line(request, answered))
+        seconds = time.perf_counter() - start
+        if rule.wants(message, seconds):  # before packing: filtered-out queries cost next to nothing
+            _log.info("%s", rule.line(request, Answered(message, message.pack(), seconds)))
 
 
 def setup(d: Directive, ctx: SetupContext) -> Plugin:

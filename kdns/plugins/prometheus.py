@@ -16,6 +16,8 @@ The HTTP listener survives reloads (kdns.plugins._http); several blocks naming o
 from __future__ import annotations
 
 import time
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +25,9 @@ from dnslib import QTYPE, RCODE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kdns import metrics
+from kdns.chain import Chain
 from kdns.corefile.model import Corefile, Directive
+from kdns.metrics import HotCount, HotObservations
 from kdns.plugin import Handler, Plugin, SetupContext
 from kdns.plugins import _http
 from kdns.plugins._args import expect_args
@@ -68,29 +72,73 @@ def type_label(qtype: int) -> str:
     return qtype_text(qtype) if qtype in MONITORED_TYPES else "other"
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The labelled children one kind of query updates, looked up once per kind of query."""
+
+    requests: HotCount
+    duration: HotObservations
+    request_size: HotObservations
+    responses: HotCount
+    do_requests: HotCount
+
+    @classmethod
+    def of(
+        cls, server: str, zone: str, proto: str, family: str, qtype: str, rcode: str, plugin: str
+    ) -> _Series:
+        return cls(
+            metrics.REQUESTS.labels(server, zone, VIEW, proto, family, qtype),
+            metrics.REQUEST_DURATION.labels(server, zone, VIEW),
+            metrics.REQUEST_SIZE.labels(server, zone, VIEW, proto),
+            metrics.RESPONSES.labels(server, zone, VIEW, rcode, plugin),
+            metrics.DO_REQUESTS.labels(server, zone, VIEW),
+        )
+
+
+# Bounded: servers and zones come from the Corefile, types collapse to `other`, rcodes and plugins
+# are few. The metric objects are process-wide, so the children stay valid across reloads.
+_series: dict[tuple[str, str, str, int, str, str, str], _Series] = {}
+
+
 def report(r: Request, zone: str, rcode: str, plugin: str, seconds: float) -> None:
     """Everything CoreDNS's vars.Report records, except the response size (see observe)."""
+    qtype = type_label(r.qtype)
+    key = (r.server, zone, r.proto, r.family, qtype, rcode, plugin)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = _Series.of(r.server, zone, r.proto, str(r.family), qtype, rcode, plugin)
     if r.do:
-        metrics.DO_REQUESTS.labels(r.server, zone, VIEW).inc()
-    metrics.REQUESTS.labels(r.server, zone, VIEW, r.proto, str(r.family), type_label(r.qtype)).inc()
-    metrics.REQUEST_DURATION.labels(r.server, zone, VIEW).observe(seconds)
-    metrics.REQUEST_SIZE.labels(r.server, zone, VIEW, r.proto).observe(r.size)
-    metrics.RESPONSES.labels(r.server, zone, VIEW, rcode, plugin).inc()
+        series.do_requests.inc()
+    series.requests.inc()
+    series.duration.observe(seconds)
+    series.request_size.observe(r.size)
+    series.responses.inc()
+
+
+_response_sizes: dict[tuple[str, str, str], HotObservations] = {}
+_chains_with_prometheus: weakref.WeakKeyDictionary[Chain, bool] = weakref.WeakKeyDictionary()
 
 
 def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
     """Dispatcher observer: response sizes for blocks with prometheus, and the dropped queries."""
-    r, reply = outcome.request, outcome.reply
+    r, reply, chain = outcome.request, outcome.reply, outcome.chain
     if r is None or reply is None:
         return  # not even a question: CoreDNS does not count these either
-    if outcome.chain is None:
+    if chain is None:
         report(r, DROPPED, rcode_label(reply.rcode), "", 0.0)
         zone = DROPPED
-    elif outcome.chain.find(Prometheus.name) is not None:
-        zone = r.zone
     else:
-        return
-    metrics.RESPONSE_SIZE.labels(r.server, zone, VIEW, proto).observe(len(outcome.wire or b""))
+        counted = _chains_with_prometheus.get(chain)
+        if counted is None:
+            counted = _chains_with_prometheus[chain] = chain.find(Prometheus.name) is not None
+        if not counted:
+            return
+        zone = r.zone
+    key = (r.server, zone, proto)
+    sizes = _response_sizes.get(key)
+    if sizes is None:
+        sizes = _response_sizes[key] = metrics.RESPONSE_SIZE.labels(r.server, zone, VIEW, proto)
+    sizes.observe(len(outcome.wire or b""))
 
 
 def _describe(dispatchers: list[Dispatcher]) -> None:
