@@ -15,15 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.apiserver import (
-    ApiServer,
-    endpoint,
-    endpointslice,
-    namespace,
-    parse_label_selector,
-    pod,
-    service,
-)
+from tests.support import objects as o
+from tests.support.apiserver import ApiServer, parse_label_selector
 from tests.support.ports import free_port
 from tests.support.process import ROOT
 
@@ -61,9 +54,9 @@ def names(items: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_list_is_shaped_like_the_real_api(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
-    apiserver.add(namespace("default"))
-    apiserver.add(service("web", cluster_ips=("10.96.0.20",)))
-    apiserver.add(endpointslice("web-abc", service="web", endpoints=[endpoint("10.0.0.1")]))
+    apiserver.add(o.namespace("default"))
+    apiserver.add(o.service("web", ips=("10.96.0.20",)))
+    apiserver.add(o.endpoint_slice("web-abc", "web", endpoints=[o.endpoint("10.0.0.1")]))
     status, body = await get(http, apiserver, SVC)
     assert status == 200
     assert body["kind"] == "ServiceList" and body["apiVersion"] == "v1"
@@ -79,9 +72,9 @@ async def test_list_is_shaped_like_the_real_api(apiserver: ApiServer, http: aioh
 
 async def test_namespaced_paths_and_unknown_resources(apiserver: ApiServer,
                                                       http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("a", "ns1"))
-    apiserver.add(service("b", "ns2"))
-    apiserver.add(endpointslice("a-1", "ns1", service="a"))
+    apiserver.add(o.service("a", "ns1"))
+    apiserver.add(o.service("b", "ns2"))
+    apiserver.add(o.endpoint_slice("a-1", "a", "ns1"))
     assert names((await get(http, apiserver, "/api/v1/namespaces/ns1/services"))[1]["items"]) == ["a"]
     assert names((await get(http, apiserver, "/apis/discovery.k8s.io/v1/namespaces/ns2/endpointslices"))[1]
                  ["items"]) == []
@@ -94,11 +87,11 @@ async def test_namespaced_paths_and_unknown_resources(apiserver: ApiServer,
 async def test_pagination_serves_a_consistent_snapshot(apiserver: ApiServer,
                                                        http: aiohttp.ClientSession) -> None:
     for i in range(5):
-        apiserver.add(service(f"s{i}"))
+        apiserver.add(o.service(f"s{i}"))
     _, page1 = await get(http, apiserver, SVC, limit="2")
     assert names(page1["items"]) == ["s0", "s1"] and page1["metadata"]["remainingItemCount"] == 3
     rv = page1["metadata"]["resourceVersion"]
-    apiserver.add(service("s2a"))  # after the snapshot: not part of this list
+    apiserver.add(o.service("s2a"))  # after the snapshot: not part of this list
     apiserver.delete("Service", "s4")
     _, page2 = await get(http, apiserver, SVC, limit="2", **{"continue": page1["metadata"]["continue"]})
     _, page3 = await get(http, apiserver, SVC, limit="2", **{"continue": page2["metadata"]["continue"]})
@@ -109,7 +102,7 @@ async def test_pagination_serves_a_consistent_snapshot(apiserver: ApiServer,
 
 async def test_expired_continue_token_is_410(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
     for i in range(3):
-        apiserver.add(service(f"s{i}"))
+        apiserver.add(o.service(f"s{i}"))
     _, page1 = await get(http, apiserver, SVC, limit="1")
     apiserver.compact()
     status, body = await get(http, apiserver, SVC, limit="1", **{"continue": page1["metadata"]["continue"]})
@@ -131,9 +124,9 @@ async def test_expired_continue_token_is_410(apiserver: ApiServer, http: aiohttp
 ])
 async def test_label_selectors(apiserver: ApiServer, http: aiohttp.ClientSession, selector: str,
                                expected: list[str]) -> None:
-    apiserver.add(service("a", labels={"app": "web", "tier": "front"}))
-    apiserver.add(service("b", labels={"app": "db", "tier": "back"}))
-    apiserver.add(service("c"))
+    apiserver.add(o.service("a", labels={"app": "web", "tier": "front"}))
+    apiserver.add(o.service("b", labels={"app": "db", "tier": "back"}))
+    apiserver.add(o.service("c"))
     status, body = await get(http, apiserver, SVC, labelSelector=selector)
     assert status == 200 and names(body["items"]) == expected
 
@@ -145,9 +138,9 @@ def test_label_selector_parser_rejects_garbage() -> None:
 
 
 async def test_field_selectors(apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
-    apiserver.add(pod("p1", ip="10.1.0.1", phase="Running"))
-    apiserver.add(pod("p2", ip="10.1.0.2", phase="Succeeded"))
-    apiserver.add(pod("p3", "other", ip="10.1.0.3", phase="Failed"))
+    apiserver.add(o.pod("p1", "10.1.0.1", phase="Running"))
+    apiserver.add(o.pod("p2", "10.1.0.2", phase="Succeeded"))
+    apiserver.add(o.pod("p3", "10.1.0.3", "other", phase="Failed"))
     sel = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"  # CoreDNS's pod selector
     assert names((await get(http, apiserver, "/api/v1/pods", fieldSelector=sel))[1]["items"]) == ["p1"]
     assert names((await get(http, apiserver, "/api/v1/pods", fieldSelector="metadata.namespace=other"))[1]
@@ -162,10 +155,10 @@ async def test_field_selectors(apiserver: ApiServer, http: aiohttp.ClientSession
 
 async def test_watch_replays_from_resource_version_then_streams_live(
         apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("old"))
+    apiserver.add(o.service("old"))
     rv = apiserver.resource_version
-    apiserver.add(service("web"))
-    apiserver.update(service("web", cluster_ips=("10.96.0.99",)))
+    apiserver.add(o.service("web"))
+    apiserver.update(o.service("web", ips=("10.96.0.99",)))
     apiserver.delete("Service", "old")
     events = await watch(http, apiserver, SVC, count=3, resourceVersion=str(rv))
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
@@ -177,8 +170,8 @@ async def test_watch_replays_from_resource_version_then_streams_live(
 
 async def test_watch_from_zero_starts_with_the_current_state(apiserver: ApiServer,
                                                               http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("a"))
-    apiserver.add(service("b"))
+    apiserver.add(o.service("a"))
+    apiserver.add(o.service("b"))
     events = await watch(http, apiserver, SVC, count=2, resourceVersion="0")
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a"), ("ADDED", "b")]
 
@@ -192,9 +185,9 @@ async def test_watch_ends_cleanly_at_timeout_seconds(apiserver: ApiServer,
 
 async def test_too_old_resource_version_gets_an_error_event_410(apiserver: ApiServer,
                                                                 http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("a"))
+    apiserver.add(o.service("a"))
     rv = apiserver.resource_version
-    apiserver.add(service("b"))
+    apiserver.add(o.service("b"))
     apiserver.compact()
     events = await watch(http, apiserver, SVC, resourceVersion=str(rv))
     [event] = events
@@ -208,7 +201,7 @@ async def test_history_window_expires_old_resource_versions(tmp_path: Path,
     with ApiServer(history=3, workdir=tmp_path) as api:
         start = api.resource_version
         for i in range(5):
-            api.add(service(f"s{i}"))
+            api.add(o.service(f"s{i}"))
         [event] = await watch(http, api, SVC, resourceVersion=str(start))
         assert event["object"]["code"] == 410
         recent = await watch(http, api, SVC, count=2, resourceVersion=str(api.resource_version - 2))
@@ -217,7 +210,7 @@ async def test_history_window_expires_old_resource_versions(tmp_path: Path,
 
 async def test_bookmarks_only_when_allowed(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     with ApiServer(bookmark_interval=0.2, workdir=tmp_path) as api:
-        api.add(service("a"))
+        api.add(o.service("a"))
         rv = str(api.resource_version)
         events = await watch(http, api, SVC, count=2, resourceVersion=rv, allowWatchBookmarks="true")
         assert [e["type"] for e in events] == ["BOOKMARK", "BOOKMARK"]
@@ -228,10 +221,10 @@ async def test_bookmarks_only_when_allowed(tmp_path: Path, http: aiohttp.ClientS
 
 async def test_object_leaving_the_selector_is_deleted_for_the_watcher(
         apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("a", labels={"app": "web"}))
+    apiserver.add(o.service("a", labels={"app": "web"}))
     rv = apiserver.resource_version
-    apiserver.update(service("a", labels={"app": "other"}))
-    apiserver.update(service("a", labels={"app": "web"}))
+    apiserver.update(o.service("a", labels={"app": "other"}))
+    apiserver.update(o.service("a", labels={"app": "web"}))
     events = await watch(http, apiserver, SVC, count=2, resourceVersion=str(rv), labelSelector="app=web")
     assert [e["type"] for e in events] == ["DELETED", "ADDED"]
     assert events[0]["object"]["metadata"]["labels"] == {"app": "web"}  # the previous state
@@ -280,7 +273,7 @@ async def test_cut_next_event_leaves_half_a_line(apiserver: ApiServer, http: aio
     async with http.get(apiserver.url + SVC, params={"watch": "1", "resourceVersion": "1"}) as resp:
         await _wait_watchers(apiserver, 1)
         apiserver.cut_next_event()
-        apiserver.add(service("a"))
+        apiserver.add(o.service("a"))
         data = b""
         with pytest.raises(aiohttp.ClientPayloadError):
             async for chunk in resp.content.iter_any():
@@ -301,12 +294,12 @@ async def test_garbage_line_on_the_stream(apiserver: ApiServer, http: aiohttp.Cl
 
 async def test_down_refuses_connections_and_up_reuses_the_port(apiserver: ApiServer,
                                                                 http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("a"))
+    apiserver.add(o.service("a"))
     url = apiserver.url
     apiserver.down()
     with pytest.raises(aiohttp.ClientConnectionError):
         await get(http, apiserver, SVC)
-    apiserver.add(service("b"))  # the state lives on while down
+    apiserver.add(o.service("b"))  # the state lives on while down
     apiserver.up()
     assert apiserver.url == url
     assert names((await get(http, apiserver, SVC))[1]["items"]) == ["a", "b"]
@@ -314,7 +307,7 @@ async def test_down_refuses_connections_and_up_reuses_the_port(apiserver: ApiSer
 
 async def test_restart_jumps_the_epoch_and_expires_old_versions(apiserver: ApiServer,
                                                                 http: aiohttp.ClientSession) -> None:
-    apiserver.add(service("a"))
+    apiserver.add(o.service("a"))
     rv = apiserver.resource_version
     apiserver.restart()
     assert apiserver.resource_version >= rv + 1_000_000

@@ -15,7 +15,8 @@ import pytest
 
 from kdns import __version__
 from kdns.k8s.client import ApiClient, ApiConfigError, ApiError, TokenFileAuth
-from tests.support.apiserver import ApiServer, service
+from tests.support import objects as o
+from tests.support.apiserver import ApiServer
 
 SVC = "/api/v1/services"
 IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KDNS_SERVICEACCOUNT_DIR")
@@ -30,7 +31,7 @@ def _no_cluster_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def tls_api(tmp_path: Path) -> Iterator[ApiServer]:
     with ApiServer(tls=True, tokens=["t1"], basic_auth=("admin", "pw"), workdir=tmp_path) as api:
-        api.add(service("web"))
+        api.add(o.service("web"))
         yield api
 
 
@@ -48,7 +49,7 @@ async def list_names(client: ApiClient) -> list[str]:
 
 
 async def test_endpoint_http_needs_no_credentials(apiserver: ApiServer, closing: list[ApiClient]) -> None:
-    apiserver.add(service("web"))
+    apiserver.add(o.service("web"))
     client = ApiClient.from_options(endpoint=apiserver.url + "/")
     closing.append(client)
     assert client.base_url == apiserver.url
@@ -61,7 +62,7 @@ async def test_stream_reads_lines_and_api_errors_carry_status(apiserver: ApiServ
                                                               closing: list[ApiClient]) -> None:
     client = ApiClient.from_options(endpoint=apiserver.url)
     closing.append(client)
-    apiserver.add(service("a"))
+    apiserver.add(o.service("a"))
     async with client.stream(SVC, {"watch": "1", "resourceVersion": "0", "timeoutSeconds": "1"},
                              read_timeout=10) as stream:
         first = await stream.readline()

@@ -17,22 +17,26 @@ from kdns.k8s.client import ApiClient, TokenFileAuth
 from kdns.k8s.informer import InformerSet, InformerTiming, WatchSpec
 from kdns.k8s.models import EndpointSlice, Kind
 from tests.k8s.helpers import RecordingSink, api_state, eventually, matches_api
-from tests.support.apiserver import ApiServer, endpoint, endpointslice, namespace, pod, service
+from tests.support import objects as o
+from tests.support.apiserver import ApiServer
 
 SVC, EPS = Kind.SERVICE.api_path, Kind.ENDPOINTSLICE.api_path
 ALL = (Kind.SERVICE, Kind.ENDPOINTSLICE, Kind.NAMESPACE)
 
 #: Quick backoff so fault tests finish fast; a long read timeout except where a test shrinks it.
 FAST = InformerTiming(watch_timeout=300, read_timeout=30, backoff_initial=0.05, backoff_max=0.5)
+HTTP = (o.port("http", 80),)
 
 
 def seed(api: ApiServer) -> None:
-    api.add(namespace("default"))
-    api.add(namespace("prod"))
-    api.add(service("web", cluster_ips=("10.96.0.10",)))
-    api.add(service("db", "prod", headless=True))
-    api.add(endpointslice("web-a", service="web", endpoints=[endpoint("10.0.0.1"), endpoint("10.0.0.2")]))
-    api.add(endpointslice("db-a", "prod", service="db", endpoints=[endpoint("10.0.1.1", hostname="db-0")]))
+    api.add(o.namespace("default"))
+    api.add(o.namespace("prod"))
+    api.add(o.service("web", ips=("10.96.0.10",), ports=HTTP))
+    api.add(o.headless("db", "prod", ports=HTTP))
+    api.add(o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.1"), o.endpoint("10.0.0.2")],
+                             ports=HTTP))
+    api.add(o.endpoint_slice("db-a", "db", "prod", endpoints=[o.endpoint("10.0.1.1", hostname="db-0")],
+                             ports=HTTP))
 
 
 @pytest.fixture
@@ -107,8 +111,9 @@ async def test_live_add_modify_delete(apiserver: ApiServer, informers: Factory) 
     inf = await synced(informers(sink))
     try:
         await watching(apiserver, inf)
-        apiserver.add(service("api", cluster_ips=("10.96.0.30",)))
-        apiserver.update(endpointslice("web-a", service="web", endpoints=[endpoint("10.0.0.9", ready=False)]))
+        apiserver.add(o.service("api", ips=("10.96.0.30",)))
+        apiserver.update(o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.9", ready=False)],
+                                          ports=HTTP))
         apiserver.delete("Service", "db", "prod")
         apiserver.delete("Namespace", "prod", None)
         await converge(sink, apiserver)
@@ -124,10 +129,10 @@ async def test_live_add_modify_delete(apiserver: ApiServer, informers: Factory) 
 
 async def test_selectors_are_sent_and_objects_leaving_them_are_deleted(apiserver: ApiServer,
                                                                       informers: Factory) -> None:
-    apiserver.add(service("a", labels={"app": "web"}))
-    apiserver.add(service("b", labels={"app": "db"}))
-    apiserver.add(pod("p1", ip="10.1.0.1"))
-    apiserver.add(pod("p2", ip="10.1.0.2", phase="Succeeded"))
+    apiserver.add(o.service("a", labels={"app": "web"}))
+    apiserver.add(o.service("b", labels={"app": "db"}))
+    apiserver.add(o.pod("p1", "10.1.0.1"))
+    apiserver.add(o.pod("p2", "10.1.0.2", phase="Succeeded"))
     sink = RecordingSink()
     pods = WatchSpec(Kind.POD, field_selector="status.phase!=Succeeded,status.phase!=Failed")
     inf = await synced(informers(sink, WatchSpec(Kind.SERVICE, label_selector="app=web"), pods))
@@ -135,8 +140,8 @@ async def test_selectors_are_sent_and_objects_leaving_them_are_deleted(apiserver
         assert set(sink.state[Kind.SERVICE]) == {("default", "a")}
         assert set(sink.state[Kind.POD]) == {("default", "p1")}
         await watching(apiserver, inf, (Kind.SERVICE, Kind.POD))
-        apiserver.update(service("a", labels={"app": "other"}))
-        apiserver.update(pod("p1", ip="10.1.0.1", phase="Failed"))
+        apiserver.update(o.service("a", labels={"app": "other"}))
+        apiserver.update(o.pod("p1", "10.1.0.1", phase="Failed"))
         await eventually(lambda: not sink.state[Kind.SERVICE] and not sink.state[Kind.POD], what="deletes")
         [w] = apiserver.requests(SVC, watch=True)
         assert w.query["labelSelector"] == "app=web"
@@ -148,13 +153,13 @@ async def test_selectors_are_sent_and_objects_leaving_them_are_deleted(apiserver
 async def test_bookmarks_advance_the_resource_version_used_to_resume(tmp_path: Path,
                                                                      informers: Factory) -> None:
     with ApiServer(workdir=tmp_path, bookmark_interval=None) as api:
-        api.add(service("web"))
+        api.add(o.service("web"))
         client = ApiClient.from_options(endpoint=api.url)
         sink = RecordingSink()
         inf = await synced(informers(sink, Kind.SERVICE, api_client=client))
         try:
             await watching(api, inf, (Kind.SERVICE,))
-            api.add(pod("unrelated", ip="10.1.0.1"))  # moves the global RV; no Service event
+            api.add(o.pod("unrelated", "10.1.0.1"))  # moves the global RV; no Service event
             api.send_bookmarks()
             rv = str(api.resource_version)
             await eventually(lambda: inf.stats[Kind.SERVICE].resource_version == rv, what="bookmark RV")
@@ -170,13 +175,13 @@ async def test_bookmarks_advance_the_resource_version_used_to_resume(tmp_path: P
 
 async def test_clean_watch_end_rewatches_from_last_rv_without_relist(apiserver: ApiServer,
                                                                     informers: Factory) -> None:
-    apiserver.add(service("web"))
+    apiserver.add(o.service("web"))
     sink = RecordingSink()
     timing = InformerTiming(watch_timeout=1, read_timeout=30, backoff_initial=0.05, backoff_max=0.5)
     inf = await synced(informers(sink, Kind.SERVICE, timing=timing))
     try:
         await eventually(lambda: inf.stats[Kind.SERVICE].watch_restarts >= 2, what="watch timeouts")
-        apiserver.add(service("api"))
+        apiserver.add(o.service("api"))
         await converge(sink, apiserver, Kind.SERVICE)
         watches = apiserver.requests(SVC, watch=True)
         assert all(1 <= int(w.query["timeoutSeconds"]) < 2 for w in watches)
@@ -194,9 +199,9 @@ async def test_410_on_resume_relists_and_reconciles(apiserver: ApiServer, inform
         apiserver.down()
         # While disconnected: a delete, a change, an add; then history is compacted.
         apiserver.delete("Service", "db", "prod")
-        apiserver.update(service("web", cluster_ips=("10.96.0.77",)))
-        apiserver.add(service("new", "prod"))
-        apiserver.delete(endpointslice("web-a", service="web"))
+        apiserver.update(o.service("web", ips=("10.96.0.77",), ports=HTTP))
+        apiserver.add(o.service("new", "prod"))
+        apiserver.delete(o.endpoint_slice("web-a", "web"))
         apiserver.compact()
         apiserver.up()
         await converge(sink, apiserver, what="re-listed state")
@@ -210,13 +215,13 @@ async def test_410_on_resume_relists_and_reconciles(apiserver: ApiServer, inform
 
 
 async def test_http_410_on_watch_relists(apiserver: ApiServer, informers: Factory) -> None:
-    apiserver.add(service("web"))
+    apiserver.add(o.service("web"))
     sink = RecordingSink()
     inf = await synced(informers(sink, Kind.SERVICE))
     try:
         await watching(apiserver, inf, (Kind.SERVICE,))
         apiserver.fail_next(1, 410, watch=True)
-        apiserver.add(service("api"))
+        apiserver.add(o.service("api"))
         apiserver.cut_watches()
         await eventually(lambda: inf.stats[Kind.SERVICE].relists == 1, what="re-list")
         await converge(sink, apiserver, Kind.SERVICE)
@@ -251,7 +256,7 @@ async def test_watch_cut_mid_event_never_applies_half_an_object(apiserver: ApiSe
         await watching(apiserver, inf)
         upserts = sink.count("upsert")
         apiserver.cut_next_event()
-        apiserver.update(service("web", cluster_ips=("10.96.0.55",)))
+        apiserver.update(o.service("web", ips=("10.96.0.55",), ports=HTTP))
         await converge(sink, apiserver)
         st = inf.stats[Kind.SERVICE]
         assert st.relists == 0 and "ClientPayloadError" in st.last_error  # resumed, not re-listed
@@ -270,7 +275,7 @@ async def test_restart_with_new_epoch(apiserver: ApiServer, informers: Factory) 
         await watching(apiserver, inf)
         apiserver.down()
         apiserver.delete("Service", "web")
-        apiserver.add(service("api", cluster_ips=("10.96.0.40",)))
+        apiserver.add(o.service("api", ips=("10.96.0.40",)))
         apiserver.restart()
         await converge(sink, apiserver)
         await eventually(lambda: all(int(s.resource_version) > 1_000_000 for s in inf.stats.values()),
@@ -294,7 +299,7 @@ async def test_hung_watch_is_noticed_by_the_read_timeout(apiserver: ApiServer, i
         # errors: the hung list, the cut, then the hung watch noticed by the read timeout.
         await eventually(lambda: st.errors >= 3 and "read timeout" in st.last_error,
                          what="hung watch noticed")
-        apiserver.add(service("late"))
+        apiserver.add(o.service("late"))
         await converge(sink, apiserver, Kind.SERVICE)
         assert inf.stats[Kind.SERVICE].relists == 0
     finally:
@@ -314,7 +319,7 @@ async def test_a_kind_that_got_through_wakes_kinds_backing_off(apiserver: ApiSer
     apiserver.hang_next(1, watch=True, match=lambda r: r.path == SVC)
     st = inf.stats[Kind.SERVICE]
     await eventually(lambda: "read timeout" in st.last_error, what="services hung")
-    apiserver.add(service("late"))
+    apiserver.add(o.service("late"))
     await converge(sink, apiserver, Kind.SERVICE, what="services woken by the namespaces watch")
     assert st.errors == 1
 
@@ -325,7 +330,7 @@ async def test_slow_responses_still_sync(apiserver: ApiServer, informers: Factor
     sink = RecordingSink()
     inf = await synced(informers(sink))
     try:
-        apiserver.add(service("api"))
+        apiserver.add(o.service("api"))
         await converge(sink, apiserver)
     finally:
         await inf.stop()
@@ -355,7 +360,7 @@ async def test_5xx_on_watch_resumes_without_relist(apiserver: ApiServer, informe
         await watching(apiserver, inf, (Kind.SERVICE,))
         apiserver.fail_next(3, 500, watch=True)
         apiserver.cut_watches()
-        apiserver.add(service("api"))
+        apiserver.add(o.service("api"))
         await converge(sink, apiserver, Kind.SERVICE)
         assert inf.stats[Kind.SERVICE].relists == 0 and inf.stats[Kind.SERVICE].errors >= 4
     finally:
@@ -369,7 +374,7 @@ async def test_garbage_json_drops_the_watch_and_relists(apiserver: ApiServer, in
     try:
         await watching(apiserver, inf, (Kind.SERVICE,))
         assert apiserver.send_garbage() == 1
-        apiserver.add(service("api"))
+        apiserver.add(o.service("api"))
         await eventually(lambda: inf.stats[Kind.SERVICE].relists == 1, what="re-list after garbage")
         assert "malformed watch event" in inf.stats[Kind.SERVICE].last_error
         await converge(sink, apiserver, Kind.SERVICE)
@@ -399,7 +404,7 @@ async def test_401_with_rotated_token_recovers(tmp_path: Path, informers: Factor
             api.cut_watches()
             await eventually(lambda: "401" in inf.stats[Kind.SERVICE].last_error, what="401 seen")
             token.write_text("token-2")  # the kubelet writes the new token
-            api.add(service("api"))
+            api.add(o.service("api"))
             await converge(sink, api, Kind.SERVICE)
             last = api.requests(SVC)[-1]
             assert last.headers["Authorization"] == "Bearer token-2"
@@ -411,7 +416,7 @@ async def test_401_with_rotated_token_recovers(tmp_path: Path, informers: Factor
 
 async def test_pagination_with_three_pages(apiserver: ApiServer, informers: Factory) -> None:
     for i in range(5):
-        apiserver.add(service(f"s{i}"))
+        apiserver.add(o.service(f"s{i}"))
     sink = RecordingSink()
     timing = InformerTiming(page_size=2, backoff_initial=0.05, backoff_max=0.5)
     inf = await synced(informers(sink, Kind.SERVICE, timing=timing))
@@ -427,7 +432,7 @@ async def test_pagination_with_three_pages(apiserver: ApiServer, informers: Fact
 
 async def test_expired_continue_restarts_the_list(apiserver: ApiServer, informers: Factory) -> None:
     for i in range(5):
-        apiserver.add(service(f"s{i}"))
+        apiserver.add(o.service(f"s{i}"))
     apiserver.fail_next(1, 410, match=lambda r: "continue" in r.query)
     sink = RecordingSink()
     timing = InformerTiming(page_size=2, backoff_initial=0.05, backoff_max=0.5)
@@ -442,9 +447,9 @@ async def test_expired_continue_restarts_the_list(apiserver: ApiServer, informer
 
 async def test_object_with_10k_endpoints(apiserver: ApiServer, informers: Factory) -> None:
     def big(n: int, ready: bool) -> dict[str, object]:
-        eps = [endpoint(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ready=ready, hostname=f"h{i}")
+        eps = [o.endpoint(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ready=ready, hostname=f"h{i}")
                for i in range(n)]
-        return endpointslice("big", service="big", endpoints=eps)
+        return o.endpoint_slice("big", "big", endpoints=eps, ports=HTTP)
 
     apiserver.add(big(10_000, True))
     sink = RecordingSink()
@@ -467,7 +472,7 @@ async def test_object_with_10k_endpoints(apiserver: ApiServer, informers: Factor
 
 async def test_sink_bug_is_logged_and_recovered_by_relist(apiserver: ApiServer, informers: Factory,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    apiserver.add(service("web"))
+    apiserver.add(o.service("web"))
 
     class Flaky(RecordingSink):
         fail = True
@@ -482,7 +487,7 @@ async def test_sink_bug_is_logged_and_recovered_by_relist(apiserver: ApiServer, 
     inf = await synced(informers(sink, Kind.SERVICE))
     try:
         await watching(apiserver, inf, (Kind.SERVICE,))
-        apiserver.add(service("api"))
+        apiserver.add(o.service("api"))
         await eventually(lambda: inf.stats[Kind.SERVICE].relists == 1, what="re-list after a sink error")
         await converge(sink, apiserver, Kind.SERVICE)
         assert "unexpected error" in caplog.text and "index bug" in caplog.text

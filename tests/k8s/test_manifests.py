@@ -13,7 +13,7 @@ import pytest
 from kdns.k8s.manifests import ManifestError, ManifestSource, read_objects
 from kdns.k8s.models import Kind, Namespace, Service
 from tests.k8s.helpers import RecordingSink, eventually
-from tests.support.apiserver import endpoint, endpointslice, pod, service
+from tests.support import objects as o
 
 ALL = (Kind.SERVICE, Kind.ENDPOINTSLICE, Kind.NAMESPACE, Kind.POD)
 
@@ -70,10 +70,10 @@ async def test_files_lists_and_directories_with_implied_namespaces(tmp_path: Pat
     (tmp_path / "web.yaml").write_text(WEB)
     d = tmp_path / "more"
     d.mkdir()
-    items = [service("db", "prod", headless=True), pod("db-0", "prod", ip="10.1.0.5")]
+    items = [o.headless("db", "prod"), o.pod("db-0", "10.1.0.5", "prod")]
     (d / "list.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     (d / "extra.yml").write_text(json.dumps({"apiVersion": "v1", "kind": "ServiceList",
-                                             "items": [service("cache", "infra")]}))
+                                             "items": [o.service("cache", "infra")]}))
     (d / "notes.txt").write_text("not a manifest")
     sink = RecordingSink()
     src = source([tmp_path / "web.yaml", d], sink)
@@ -93,7 +93,7 @@ async def test_files_lists_and_directories_with_implied_namespaces(tmp_path: Pat
 async def test_kinds_filter_and_declared_namespaces(tmp_path: Path, source: Make) -> None:
     f = tmp_path / "objs.yaml"
     f.write_text(WEB + "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n---\n"
-                 + json.dumps(pod("p", ip="10.1.0.1")))
+                 + json.dumps(o.pod("p", "10.1.0.1")))
     sink = RecordingSink()
     await source([f], sink, (Kind.SERVICE, Kind.NAMESPACE)).start()
     assert set(sink.state) == {Kind.SERVICE, Kind.NAMESPACE}  # no pods, no slices watched
@@ -106,7 +106,7 @@ async def test_changes_are_picked_up_and_only_changed_kinds_replaced(tmp_path: P
     sink = RecordingSink()
     await source([f], sink).start()
     before = sink.count("replace")
-    slice_ = endpointslice("web-a", service="web", endpoints=[endpoint("10.0.0.3")])
+    slice_ = o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.3")], ports=[o.port("http", 80)])
     touch_later(f, WEB.split("---")[0] + "---\n" + json.dumps(slice_))
     await eventually(lambda: ("default", "web-a") in sink.state[Kind.ENDPOINTSLICE]
                      and sink.state[Kind.ENDPOINTSLICE][("default", "web-a")]
@@ -129,7 +129,7 @@ async def test_broken_file_keeps_last_good_data(tmp_path: Path, source: Make,
         await eventually(lambda: str(f) in caplog.text, what="error logged")
     assert "keeping the last good data" in caplog.text
     assert sink.state[Kind.SERVICE] == before
-    touch_later(f, json.dumps(service("fixed")))
+    touch_later(f, json.dumps(o.service("fixed")))
     await eventually(lambda: set(sink.state[Kind.SERVICE]) == {("default", "fixed")},
                      what="fixed file applied")
     assert sink.state[Kind.ENDPOINTSLICE] == {}
@@ -147,8 +147,8 @@ async def test_object_errors_name_the_file_and_object(tmp_path: Path, source: Ma
 
 
 async def test_file_removed_from_directory_removes_its_objects(tmp_path: Path, source: Make) -> None:
-    (tmp_path / "a.yaml").write_text(json.dumps(service("a")))
-    (tmp_path / "b.yaml").write_text(json.dumps(service("b")))
+    (tmp_path / "a.yaml").write_text(json.dumps(o.service("a")))
+    (tmp_path / "b.yaml").write_text(json.dumps(o.service("b")))
     sink = RecordingSink()
     await source([tmp_path], sink).start()
     assert set(sink.state[Kind.SERVICE]) == {("default", "a"), ("default", "b")}

@@ -36,6 +36,7 @@ from tests.rehearsal.netns import NetNs, veth
 from tests.rehearsal.runc import Container, Mount, kubelet_spec
 from tests.rehearsal.volumes import AtomicVolume
 from tests.support import apiserver as api
+from tests.support import objects as o
 from tests.support.dnsclient import ask
 from tests.support.upstream import FakeUpstream
 
@@ -72,16 +73,16 @@ def eventually(fn: Callable[[], T | None], timeout: float, what: str, interval: 
 def cluster_objects() -> list[dict[str, Any]]:
     """What a fresh kind cluster's API holds for DNS: the kubernetes and kube-dns Services, kdns's Pod."""
     kube_dns = manifest_objects()["Service/kube-dns"]
-    dns_ports = [(p["name"], p["port"], p["protocol"]) for p in kube_dns["spec"]["ports"]]
+    dns_ports = [o.port(p["name"], p["port"], p["protocol"]) for p in kube_dns["spec"]["ports"]]
     return [
-        api.namespace("default"), api.namespace("kube-system"),
-        api.service("kubernetes", "default", cluster_ips=("10.96.0.1",), ports=[("https", 443, "TCP")]),
-        api.endpointslice("kubernetes", "default", service="kubernetes", endpoints=[api.endpoint(NODE_IP)],
-                          ports=[("https", API_PORT, "TCP")]),
+        o.namespace("default"), o.namespace("kube-system"),
+        o.service("kubernetes", "default", ips=("10.96.0.1",), ports=[o.port("https", 443)]),
+        o.endpoint_slice("kubernetes", "kubernetes", "default", endpoints=[o.endpoint(NODE_IP)],
+                         ports=[o.port("https", API_PORT)]),
         kube_dns,
-        api.endpointslice("kube-dns-rh3sl", "kube-system", service="kube-dns",
-                          endpoints=[api.endpoint(POD_IP, pod=POD_NAME)], ports=dns_ports),
-        api.pod(POD_NAME, "kube-system", ip=POD_IP, labels={"k8s-app": "kube-dns"}),
+        o.endpoint_slice("kube-dns-rh3sl", "kube-dns", "kube-system",
+                         endpoints=[o.endpoint(POD_IP, pod=POD_NAME)], ports=dns_ports),
+        o.pod(POD_NAME, POD_IP, "kube-system", labels={"k8s-app": "kube-dns"}),
     ]
 
 

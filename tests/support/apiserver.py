@@ -85,77 +85,7 @@ RESOURCES = {r.name: r for r in (
 BY_KIND = {r.kind: r for r in RESOURCES.values()}
 
 
-# -- builders for test objects ----------------------------------------------------------------------
-
-PortSpec = tuple[str, int, str] | tuple[str, int]
-
-
-def _ports(ports: Iterable[PortSpec]) -> list[JSONDict]:
-    return [{"name": p[0], "port": p[1], "protocol": p[2] if len(p) > 2 else "TCP"} for p in ports]
-
-
-def _meta(name: str, namespace: str | None, labels: Mapping[str, str] | None) -> JSONDict:
-    meta: JSONDict = {"name": name}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    if labels:
-        meta["labels"] = dict(labels)
-    return meta
-
-
-def service(name: str, namespace: str = "default", *, cluster_ips: Sequence[str] = ("10.96.0.10",),
-            headless: bool = False, external_name: str | None = None, type: str = "ClusterIP",
-            ports: Iterable[PortSpec] = (("http", 80, "TCP"),), labels: Mapping[str, str] | None = None,
-            publish_not_ready: bool = False) -> JSONDict:
-    """A Service: ClusterIP by default; headless=True sets clusterIP None; external_name → ExternalName."""
-    spec: JSONDict = {"type": type, "ports": _ports(ports)}
-    if external_name is not None:
-        spec = {"type": "ExternalName", "externalName": external_name, "ports": spec["ports"]}
-    elif headless:
-        spec.update(clusterIP="None", clusterIPs=["None"])
-    else:
-        spec.update(clusterIP=cluster_ips[0], clusterIPs=list(cluster_ips))
-    if publish_not_ready:
-        spec["publishNotReadyAddresses"] = True
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace, labels), "spec": spec}
-
-
-def endpoint(*addresses: str, ready: bool | None = True, hostname: str | None = None, pod: str | None = None,
-             node: str | None = None) -> JSONDict:
-    """One EndpointSlice endpoint; ready=None leaves the condition out (unknown, which counts as ready)."""
-    ep: JSONDict = {"addresses": list(addresses), "conditions": {} if ready is None else {"ready": ready}}
-    if hostname:
-        ep["hostname"] = hostname
-    if pod:
-        ep["targetRef"] = {"kind": "Pod", "name": pod, "namespace": "default"}
-    if node:
-        ep["nodeName"] = node
-    return ep
-
-
-def endpointslice(name: str, namespace: str = "default", *, service: str, endpoints: Iterable[JSONDict] = (),
-                  ports: Iterable[PortSpec] = (("http", 80, "TCP"),), address_type: str = "IPv4",
-                  labels: Mapping[str, str] | None = None) -> JSONDict:
-    """An EndpointSlice of `service` (the kubernetes.io/service-name label is set)."""
-    all_labels = {"kubernetes.io/service-name": service, **(labels or {})}
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": _meta(name, namespace, all_labels), "addressType": address_type,
-            "endpoints": list(endpoints), "ports": _ports(ports)}
-
-
-def namespace(name: str, *, labels: Mapping[str, str] | None = None) -> JSONDict:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name, None, labels),
-            "status": {"phase": "Active"}}
-
-
-def pod(name: str, namespace: str = "default", *, ip: str, phase: str = "Running",
-        labels: Mapping[str, str] | None = None, deleting: bool = False) -> JSONDict:
-    meta = _meta(name, namespace, labels)
-    if deleting:
-        meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else []}}
-
+# -- API errors --------------------------------------------------------------------------------------
 
 def status(code: int, reason: str, message: str) -> JSONDict:
     """A metav1.Status failure, the body of every API error."""
