@@ -40,29 +40,9 @@ PATH = "/metrics"
 DROPPED = "dropped"  # no closing dot: never a real zone (CoreDNS vars.Dropped)
 VIEW = ""  # kdns has no view plugin; CoreDNS leaves the label empty without one
 # Query types with their own `type` label value; the rest are counted as "other" (CoreDNS vars.monitorType).
-MONITORED_TYPES = frozenset(
-    QTYPE.reverse[t]
-    for t in (
-        "A",
-        "AAAA",
-        "MX",
-        "SOA",
-        "CNAME",
-        "PTR",
-        "TXT",
-        "NS",
-        "SRV",
-        "DS",
-        "DNSKEY",
-        "RRSIG",
-        "NSEC",
-        "NSEC3",
-        "HTTPS",
-        "IXFR",
-        "AXFR",
-        "ANY",
-    )
-)
+_MONITORED = ("A", "AAAA", "MX", "SOA", "CNAME", "PTR", "TXT", "NS", "SRV", "DS", "DNSKEY", "RRSIG", "NSEC",
+              "NSEC3", "HTTPS", "IXFR", "AXFR", "ANY")  # fmt: skip
+MONITORED_TYPES = frozenset(QTYPE.reverse[t] for t in _MONITORED)
 _SERVFAIL = rcode_label(RCODE.SERVFAIL)
 _PENDING_KEY = "prometheus.new_dispatchers"
 _OBSERVING_KEY = "prometheus.observing_loads"
