@@ -104,9 +104,6 @@ class Zone:
     def serial(self) -> int:
         return int(self.soa.rdatas[0].times[0])
 
-    def __len__(self) -> int:
-        return sum(len(s.rdatas) for node in self._nodes.values() for s in node.values())
-
     # --- building -----------------------------------------------------------------------------
 
     def _add(self, record: Record, where: dict[tuple[Name, int], Record]) -> None:
