@@ -35,12 +35,14 @@ async def get(http: aiohttp.ClientSession, api: ApiServer, path: str, **params: 
         return resp.status, await resp.json()
 
 
-async def watch(http: aiohttp.ClientSession, api: ApiServer, path: str, count: int | None = None,
-                **params: str) -> list[dict[str, Any]]:
+async def watch(
+    http: aiohttp.ClientSession, api: ApiServer, path: str, count: int | None = None, **params: str
+) -> list[dict[str, Any]]:
     """Events of one watch, until `count` events or the server ends the stream."""
     events = []
-    async with http.get(api.url + path, params={"watch": "1", **params},
-                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+    async with http.get(
+        api.url + path, params={"watch": "1", **params}, timeout=aiohttp.ClientTimeout(total=30)
+    ) as resp:
         assert resp.status == 200
         async for line in resp.content:
             events.append(json.loads(line))
@@ -70,22 +72,30 @@ async def test_list_is_shaped_like_the_real_api(apiserver: ApiServer, http: aioh
     assert body["items"][0]["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
 
 
-async def test_namespaced_paths_and_unknown_resources(apiserver: ApiServer,
-                                                      http: aiohttp.ClientSession) -> None:
+async def test_namespaced_paths_and_unknown_resources(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("a", "ns1"))
     apiserver.add(o.service("b", "ns2"))
     apiserver.add(o.endpoint_slice("a-1", "a", "ns1"))
     assert names((await get(http, apiserver, "/api/v1/namespaces/ns1/services"))[1]["items"]) == ["a"]
-    assert names((await get(http, apiserver, "/apis/discovery.k8s.io/v1/namespaces/ns2/endpointslices"))[1]
-                 ["items"]) == []
+    assert (
+        names(
+            (await get(http, apiserver, "/apis/discovery.k8s.io/v1/namespaces/ns2/endpointslices"))[1][
+                "items"
+            ]
+        )
+        == []
+    )
     status, body = await get(http, apiserver, "/api/v1/endpointslices")  # wrong group
     assert status == 404 and body["kind"] == "Status" and body["code"] == 404
     status, _ = await get(http, apiserver, "/api/v1/namespaces/ns1/namespaces")  # cluster-scoped
     assert status == 404
 
 
-async def test_pagination_serves_a_consistent_snapshot(apiserver: ApiServer,
-                                                       http: aiohttp.ClientSession) -> None:
+async def test_pagination_serves_a_consistent_snapshot(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     for i in range(5):
         apiserver.add(o.service(f"s{i}"))
     _, page1 = await get(http, apiserver, SVC, limit="2")
@@ -111,19 +121,23 @@ async def test_expired_continue_token_is_410(apiserver: ApiServer, http: aiohttp
     assert status == 400
 
 
-@pytest.mark.parametrize(("selector", "expected"), [
-    ("app=web", ["a"]),
-    ("app==web", ["a"]),
-    ("app!=web", ["b", "c"]),  # != matches objects without the key too
-    ("app in (web, db)", ["a", "b"]),
-    ("app notin (web)", ["b", "c"]),
-    ("tier", ["a", "b"]),
-    ("!tier", ["c"]),
-    ("app in (web,db),tier=front", ["a"]),
-    ("", ["a", "b", "c"]),
-])
-async def test_label_selectors(apiserver: ApiServer, http: aiohttp.ClientSession, selector: str,
-                               expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("app=web", ["a"]),
+        ("app==web", ["a"]),
+        ("app!=web", ["b", "c"]),  # != matches objects without the key too
+        ("app in (web, db)", ["a", "b"]),
+        ("app notin (web)", ["b", "c"]),
+        ("tier", ["a", "b"]),
+        ("!tier", ["c"]),
+        ("app in (web,db),tier=front", ["a"]),
+        ("", ["a", "b", "c"]),
+    ],
+)
+async def test_label_selectors(
+    apiserver: ApiServer, http: aiohttp.ClientSession, selector: str, expected: list[str]
+) -> None:
     apiserver.add(o.service("a", labels={"app": "web", "tier": "front"}))
     apiserver.add(o.service("b", labels={"app": "db", "tier": "back"}))
     apiserver.add(o.service("c"))
@@ -143,10 +157,12 @@ async def test_field_selectors(apiserver: ApiServer, http: aiohttp.ClientSession
     apiserver.add(o.pod("p3", "10.1.0.3", "other", phase="Failed"))
     sel = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"  # CoreDNS's pod selector
     assert names((await get(http, apiserver, "/api/v1/pods", fieldSelector=sel))[1]["items"]) == ["p1"]
-    assert names((await get(http, apiserver, "/api/v1/pods", fieldSelector="metadata.namespace=other"))[1]
-                 ["items"]) == ["p3"]
-    assert names((await get(http, apiserver, "/api/v1/pods", fieldSelector="metadata.name==p2"))[1]
-                 ["items"]) == ["p2"]
+    assert names(
+        (await get(http, apiserver, "/api/v1/pods", fieldSelector="metadata.namespace=other"))[1]["items"]
+    ) == ["p3"]
+    assert names(
+        (await get(http, apiserver, "/api/v1/pods", fieldSelector="metadata.name==p2"))[1]["items"]
+    ) == ["p2"]
     status, body = await get(http, apiserver, SVC, fieldSelector="spec.bogus=1")
     assert status == 400 and "field label not supported" in body["message"]
     status, _ = await get(http, apiserver, SVC, labelSelector="a in b")
@@ -154,7 +170,8 @@ async def test_field_selectors(apiserver: ApiServer, http: aiohttp.ClientSession
 
 
 async def test_watch_replays_from_resource_version_then_streams_live(
-        apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("old"))
     rv = apiserver.resource_version
     apiserver.add(o.service("web"))
@@ -162,29 +179,36 @@ async def test_watch_replays_from_resource_version_then_streams_live(
     apiserver.delete("Service", "old")
     events = await watch(http, apiserver, SVC, count=3, resourceVersion=str(rv))
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-        ("ADDED", "web"), ("MODIFIED", "web"), ("DELETED", "old")]
+        ("ADDED", "web"),
+        ("MODIFIED", "web"),
+        ("DELETED", "old"),
+    ]
     assert events[0]["object"]["kind"] == "Service" and events[0]["object"]["apiVersion"] == "v1"
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert rvs == sorted(rvs) and rvs[-1] == apiserver.resource_version
 
 
-async def test_watch_from_zero_starts_with_the_current_state(apiserver: ApiServer,
-                                                              http: aiohttp.ClientSession) -> None:
+async def test_watch_from_zero_starts_with_the_current_state(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("a"))
     apiserver.add(o.service("b"))
     events = await watch(http, apiserver, SVC, count=2, resourceVersion="0")
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a"), ("ADDED", "b")]
 
 
-async def test_watch_ends_cleanly_at_timeout_seconds(apiserver: ApiServer,
-                                                     http: aiohttp.ClientSession) -> None:
-    events = await watch(http, apiserver, SVC, resourceVersion=str(apiserver.resource_version),
-                         timeoutSeconds="1")
+async def test_watch_ends_cleanly_at_timeout_seconds(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    events = await watch(
+        http, apiserver, SVC, resourceVersion=str(apiserver.resource_version), timeoutSeconds="1"
+    )
     assert events == []  # the stream ended (no exception: a clean chunked end)
 
 
-async def test_too_old_resource_version_gets_an_error_event_410(apiserver: ApiServer,
-                                                                http: aiohttp.ClientSession) -> None:
+async def test_too_old_resource_version_gets_an_error_event_410(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("a"))
     rv = apiserver.resource_version
     apiserver.add(o.service("b"))
@@ -196,8 +220,9 @@ async def test_too_old_resource_version_gets_an_error_event_410(apiserver: ApiSe
     assert event["object"]["reason"] == "Expired" and "too old resource version" in event["object"]["message"]
 
 
-async def test_history_window_expires_old_resource_versions(tmp_path: Path,
-                                                            http: aiohttp.ClientSession) -> None:
+async def test_history_window_expires_old_resource_versions(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     with ApiServer(history=3, workdir=tmp_path) as api:
         start = api.resource_version
         for i in range(5):
@@ -220,7 +245,8 @@ async def test_bookmarks_only_when_allowed(tmp_path: Path, http: aiohttp.ClientS
 
 
 async def test_object_leaving_the_selector_is_deleted_for_the_watcher(
-        apiserver: ApiServer, http: aiohttp.ClientSession) -> None:
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("a", labels={"app": "web"}))
     rv = apiserver.resource_version
     apiserver.update(o.service("a", labels={"app": "other"}))
@@ -233,9 +259,11 @@ async def test_object_leaving_the_selector_is_deleted_for_the_watcher(
 
 async def test_bearer_token_required_and_rotated(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     with ApiServer(tokens=["t1"], workdir=tmp_path) as api:
+
         async def status_with(token: str) -> int:
             async with http.get(api.url + SVC, headers={"Authorization": f"Bearer {token}"}) as resp:
                 return resp.status
+
         assert await status_with("t1") == 200
         assert await status_with("nope") == 401
         api.rotate_token("t2")
@@ -257,8 +285,9 @@ async def test_injected_failures_carry_retry_after(apiserver: ApiServer, http: a
         assert resp.status == 503
 
 
-async def test_hung_response_sends_headers_then_nothing(apiserver: ApiServer,
-                                                        http: aiohttp.ClientSession) -> None:
+async def test_hung_response_sends_headers_then_nothing(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.hang_next(1)
     timeout = aiohttp.ClientTimeout(sock_read=0.5)
     async with http.get(apiserver.url + SVC, timeout=timeout) as resp:
@@ -292,8 +321,9 @@ async def test_garbage_line_on_the_stream(apiserver: ApiServer, http: aiohttp.Cl
         json.loads(line)
 
 
-async def test_down_refuses_connections_and_up_reuses_the_port(apiserver: ApiServer,
-                                                                http: aiohttp.ClientSession) -> None:
+async def test_down_refuses_connections_and_up_reuses_the_port(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("a"))
     url = apiserver.url
     apiserver.down()
@@ -305,8 +335,9 @@ async def test_down_refuses_connections_and_up_reuses_the_port(apiserver: ApiSer
     assert names((await get(http, apiserver, SVC))[1]["items"]) == ["a", "b"]
 
 
-async def test_restart_jumps_the_epoch_and_expires_old_versions(apiserver: ApiServer,
-                                                                http: aiohttp.ClientSession) -> None:
+async def test_restart_jumps_the_epoch_and_expires_old_versions(
+    apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
     apiserver.add(o.service("a"))
     rv = apiserver.resource_version
     apiserver.restart()
@@ -342,16 +373,22 @@ def test_standalone_server_with_manifests(tmp_path: Path) -> None:
     manifest.write_text(
         "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
         "spec: {clusterIP: 10.96.0.5, ports: [{port: 80}]}\n---\n"
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ignored}\n")
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ignored}\n"
+    )
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.apiserver", "--port", str(port),
-                             "--manifest", str(manifest)],
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.apiserver", "--port", str(port), "--manifest", str(manifest)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout is not None
         assert f"listening on http://127.0.0.1:{port}" in proc.stdout.readline()
         import urllib.request
+
         body = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}{SVC}", timeout=10))
         assert names(body["items"]) == ["web"]
     finally:

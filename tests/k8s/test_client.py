@@ -58,13 +58,15 @@ async def test_endpoint_http_needs_no_credentials(apiserver: ApiServer, closing:
     assert req.headers["User-Agent"] == f"kdns/{__version__}" and "Authorization" not in req.headers
 
 
-async def test_stream_reads_lines_and_api_errors_carry_status(apiserver: ApiServer,
-                                                              closing: list[ApiClient]) -> None:
+async def test_stream_reads_lines_and_api_errors_carry_status(
+    apiserver: ApiServer, closing: list[ApiClient]
+) -> None:
     client = ApiClient.from_options(endpoint=apiserver.url)
     closing.append(client)
     apiserver.add(o.service("a"))
-    async with client.stream(SVC, {"watch": "1", "resourceVersion": "0", "timeoutSeconds": "1"},
-                             read_timeout=10) as stream:
+    async with client.stream(
+        SVC, {"watch": "1", "resourceVersion": "0", "timeoutSeconds": "1"}, read_timeout=10
+    ) as stream:
         first = await stream.readline()
         assert first is not None and json.loads(first)["object"]["metadata"]["name"] == "a"
         assert await stream.readline() is None  # clean end at timeoutSeconds
@@ -77,9 +79,9 @@ async def test_stream_reads_lines_and_api_errors_carry_status(apiserver: ApiServ
     assert (err.value.status, err.value.retry_after) == (429, 7.0)
 
 
-async def test_in_cluster_over_tls_with_token_rotation(tls_api: ApiServer, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       closing: list[ApiClient]) -> None:
+async def test_in_cluster_over_tls_with_token_rotation(
+    tls_api: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closing: list[ApiClient]
+) -> None:
     sa = tmp_path / "sa"
     for key, value in tls_api.in_cluster_env(sa, "t1").items():
         monkeypatch.setenv(key, value)
@@ -95,8 +97,9 @@ async def test_in_cluster_over_tls_with_token_rotation(tls_api: ApiServer, tmp_p
     assert auths == ["Bearer t1", "Bearer t2-rotated"]
 
 
-async def test_401_forces_a_token_reread_and_one_retry(tls_api: ApiServer, tmp_path: Path,
-                                                       closing: list[ApiClient]) -> None:
+async def test_401_forces_a_token_reread_and_one_retry(
+    tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
+) -> None:
     token = tmp_path / "token"
     token.write_text("t1")
     client = ApiClient(tls_api.url, auth=TokenFileAuth(token), ssl_context=_ctx(tls_api))
@@ -117,8 +120,9 @@ async def test_401_forces_a_token_reread_and_one_retry(tls_api: ApiServer, tmp_p
     assert err.value.status == 401 and len(tls_api.requests(SVC)) == 5
 
 
-async def test_token_file_vanishing_keeps_the_last_token(tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_token_file_vanishing_keeps_the_last_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     token = tmp_path / "token"
     token.write_text("t1")
     auth = TokenFileAuth(token)
@@ -128,10 +132,12 @@ async def test_token_file_vanishing_keeps_the_last_token(tmp_path: Path,
     assert "keeping the previous one" in caplog.text
 
 
-def _kubeconfig(tmp_path: Path, server: str, users: dict[str, dict[str, str]], cluster: dict[str, str],
-                current: str) -> str:
+def _kubeconfig(
+    tmp_path: Path, server: str, users: dict[str, dict[str, str]], cluster: dict[str, str], current: str
+) -> str:
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
+        "apiVersion": "v1",
+        "kind": "Config",
         "clusters": [{"name": "test", "cluster": {"server": server, **cluster}}],
         "users": [{"name": n, "user": u} for n, u in users.items()],
         "contexts": [{"name": n, "context": {"cluster": "test", "user": n}} for n in users],
@@ -142,11 +148,17 @@ def _kubeconfig(tmp_path: Path, server: str, users: dict[str, dict[str, str]], c
     return str(path)
 
 
-async def test_kubeconfig_token_and_context(tls_api: ApiServer, tmp_path: Path,
-                                            closing: list[ApiClient]) -> None:
+async def test_kubeconfig_token_and_context(
+    tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
+) -> None:
     assert tls_api.ca_path is not None
-    path = _kubeconfig(tmp_path, tls_api.url, {"good": {"token": "t1"}, "bad": {"token": "wrong"}},
-                       {"certificate-authority": str(tls_api.ca_path)}, current="bad")
+    path = _kubeconfig(
+        tmp_path,
+        tls_api.url,
+        {"good": {"token": "t1"}, "bad": {"token": "wrong"}},
+        {"certificate-authority": str(tls_api.ca_path)},
+        current="bad",
+    )
     good = ApiClient.from_options(kubeconfig=path, context="good", endpoint="http://ignored:1")
     current = ApiClient.from_options(kubeconfig=path)
     closing.extend([good, current])
@@ -159,31 +171,44 @@ async def test_kubeconfig_token_and_context(tls_api: ApiServer, tmp_path: Path,
         ApiClient.from_options(kubeconfig=path, context="nope")
 
 
-async def test_kubeconfig_basic_auth_and_inline_ca(tls_api: ApiServer, tmp_path: Path,
-                                                   closing: list[ApiClient]) -> None:
+async def test_kubeconfig_basic_auth_and_inline_ca(
+    tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
+) -> None:
     assert tls_api.ca_path is not None
     ca_data = base64.b64encode(tls_api.ca_path.read_bytes()).decode()
-    path = _kubeconfig(tmp_path, tls_api.url, {"admin": {"username": "admin", "password": "pw"}},
-                       {"certificate-authority-data": ca_data}, current="admin")
+    path = _kubeconfig(
+        tmp_path,
+        tls_api.url,
+        {"admin": {"username": "admin", "password": "pw"}},
+        {"certificate-authority-data": ca_data},
+        current="admin",
+    )
     client = ApiClient.from_options(kubeconfig=path)
     closing.append(client)
     assert await list_names(client) == ["web"]
     assert tls_api.requests(SVC)[0].headers["Authorization"].startswith("Basic ")
 
 
-async def test_kubeconfig_client_certificate(tls_api: ApiServer, tmp_path: Path,
-                                             closing: list[ApiClient]) -> None:
+async def test_kubeconfig_client_certificate(
+    tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
+) -> None:
     cert, key, ca = tls_api.client_cert_files(tmp_path)
-    path = _kubeconfig(tmp_path, tls_api.url, {"cert": {"client-certificate": cert, "client-key": key}},
-                       {"certificate-authority": ca}, current="cert")
+    path = _kubeconfig(
+        tmp_path,
+        tls_api.url,
+        {"cert": {"client-certificate": cert, "client-key": key}},
+        {"certificate-authority": ca},
+        current="cert",
+    )
     client = ApiClient.from_options(kubeconfig=path)
     closing.append(client)
     assert await list_names(client) == ["web"]
     assert "Authorization" not in tls_api.requests(SVC)[0].headers
 
 
-async def test_endpoint_https_with_tls_files(tls_api: ApiServer, tmp_path: Path,
-                                             closing: list[ApiClient]) -> None:
+async def test_endpoint_https_with_tls_files(
+    tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
+) -> None:
     cert, key, ca = tls_api.client_cert_files(tmp_path)
     client = ApiClient.from_options(endpoint=tls_api.url, tls=(cert, key, ca))
     untrusted = ApiClient.from_options(endpoint=tls_api.url)  # system CAs do not know the test CA
@@ -223,12 +248,14 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ApiConfigError, match=str(bad)):
         ApiClient.from_options(kubeconfig=str(bad))
     with pytest.raises(ApiConfigError, match=r"CA certificate .*/nope-ca\.crt: no such file"):
-        ApiClient.from_options(endpoint="https://127.0.0.1:6443",
-                               tls=("c", "k", str(tmp_path / "nope-ca.crt")))
+        ApiClient.from_options(
+            endpoint="https://127.0.0.1:6443", tls=("c", "k", str(tmp_path / "nope-ca.crt"))
+        )
     (tmp_path / "ca.crt").write_text("x")
     with pytest.raises(ApiConfigError, match=r"client certificate .*/nope\.crt: no such file"):
-        ApiClient.from_options(endpoint="https://127.0.0.1:6443",
-                               tls=(str(tmp_path / "nope.crt"), "k", str(tmp_path / "ca.crt")))
+        ApiClient.from_options(
+            endpoint="https://127.0.0.1:6443", tls=(str(tmp_path / "nope.crt"), "k", str(tmp_path / "ca.crt"))
+        )
     with pytest.raises(ApiConfigError, match="tls needs endpoint"):
         ApiClient.from_options(tls=("a", "b", "c"))
     for url in ("ftp://x", "127.0.0.1:6443", "http://"):

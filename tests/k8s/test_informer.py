@@ -33,10 +33,16 @@ def seed(api: ApiServer) -> None:
     api.add(o.namespace("prod"))
     api.add(o.service("web", ips=("10.96.0.10",), ports=HTTP))
     api.add(o.headless("db", "prod", ports=HTTP))
-    api.add(o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.1"), o.endpoint("10.0.0.2")],
-                             ports=HTTP))
-    api.add(o.endpoint_slice("db-a", "db", "prod", endpoints=[o.endpoint("10.0.1.1", hostname="db-0")],
-                             ports=HTTP))
+    api.add(
+        o.endpoint_slice(
+            "web-a", "web", endpoints=[o.endpoint("10.0.0.1"), o.endpoint("10.0.0.2")], ports=HTTP
+        )
+    )
+    api.add(
+        o.endpoint_slice(
+            "db-a", "db", "prod", endpoints=[o.endpoint("10.0.1.1", hostname="db-0")], ports=HTTP
+        )
+    )
 
 
 @pytest.fixture
@@ -54,8 +60,12 @@ async def informers(client: ApiClient) -> AsyncIterator[Factory]:
     """`informers(sink, *kinds_or_specs, timing=FAST, api_client=None)` → InformerSet, stopped at the end."""
     made: list[InformerSet] = []
 
-    def make(sink: RecordingSink, *specs: Kind | WatchSpec, timing: InformerTiming = FAST,
-             api_client: ApiClient | None = None) -> InformerSet:
+    def make(
+        sink: RecordingSink,
+        *specs: Kind | WatchSpec,
+        timing: InformerTiming = FAST,
+        api_client: ApiClient | None = None,
+    ) -> InformerSet:
         ws = [s if isinstance(s, WatchSpec) else WatchSpec(s) for s in (specs or ALL)]
         inf = InformerSet(api_client or client, sink, ws, timing=timing)
         made.append(inf)
@@ -78,8 +88,10 @@ async def converge(sink: RecordingSink, api: ApiServer, *kinds: Kind, what: str 
 
 async def watching(api: ApiServer, inf: InformerSet, kinds: tuple[Kind, ...] = ALL) -> None:
     """Every informer has an open watch (so changes from now on arrive as events)."""
-    await eventually(lambda: all(inf.stats[k].connected for k in kinds)
-                     and api.watcher_count() >= len(kinds), what="watches open")
+    await eventually(
+        lambda: all(inf.stats[k].connected for k in kinds) and api.watcher_count() >= len(kinds),
+        what="watches open",
+    )
 
 
 async def test_initial_sync_lists_then_watches(apiserver: ApiServer, informers: Factory) -> None:
@@ -112,8 +124,9 @@ async def test_live_add_modify_delete(apiserver: ApiServer, informers: Factory) 
     try:
         await watching(apiserver, inf)
         apiserver.add(o.service("api", ips=("10.96.0.30",)))
-        apiserver.update(o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.9", ready=False)],
-                                          ports=HTTP))
+        apiserver.update(
+            o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.9", ready=False)], ports=HTTP)
+        )
         apiserver.delete("Service", "db", "prod")
         apiserver.delete("Namespace", "prod", None)
         await converge(sink, apiserver)
@@ -127,8 +140,9 @@ async def test_live_add_modify_delete(apiserver: ApiServer, informers: Factory) 
         await inf.stop()
 
 
-async def test_selectors_are_sent_and_objects_leaving_them_are_deleted(apiserver: ApiServer,
-                                                                      informers: Factory) -> None:
+async def test_selectors_are_sent_and_objects_leaving_them_are_deleted(
+    apiserver: ApiServer, informers: Factory
+) -> None:
     apiserver.add(o.service("a", labels={"app": "web"}))
     apiserver.add(o.service("b", labels={"app": "db"}))
     apiserver.add(o.pod("p1", "10.1.0.1"))
@@ -150,8 +164,9 @@ async def test_selectors_are_sent_and_objects_leaving_them_are_deleted(apiserver
         await inf.stop()
 
 
-async def test_bookmarks_advance_the_resource_version_used_to_resume(tmp_path: Path,
-                                                                     informers: Factory) -> None:
+async def test_bookmarks_advance_the_resource_version_used_to_resume(
+    tmp_path: Path, informers: Factory
+) -> None:
     with ApiServer(workdir=tmp_path, bookmark_interval=None) as api:
         api.add(o.service("web"))
         client = ApiClient.from_options(endpoint=api.url)
@@ -173,8 +188,9 @@ async def test_bookmarks_advance_the_resource_version_used_to_resume(tmp_path: P
             await client.close()
 
 
-async def test_clean_watch_end_rewatches_from_last_rv_without_relist(apiserver: ApiServer,
-                                                                    informers: Factory) -> None:
+async def test_clean_watch_end_rewatches_from_last_rv_without_relist(
+    apiserver: ApiServer, informers: Factory
+) -> None:
     apiserver.add(o.service("web"))
     sink = RecordingSink()
     timing = InformerTiming(watch_timeout=1, read_timeout=30, backoff_initial=0.05, backoff_max=0.5)
@@ -247,8 +263,9 @@ async def test_api_down_at_start_then_up(apiserver: ApiServer, informers: Factor
         await inf.stop()
 
 
-async def test_watch_cut_mid_event_never_applies_half_an_object(apiserver: ApiServer,
-                                                                informers: Factory) -> None:
+async def test_watch_cut_mid_event_never_applies_half_an_object(
+    apiserver: ApiServer, informers: Factory
+) -> None:
     seed(apiserver)
     sink = RecordingSink()
     inf = await synced(informers(sink))
@@ -278,8 +295,9 @@ async def test_restart_with_new_epoch(apiserver: ApiServer, informers: Factory) 
         apiserver.add(o.service("api", ips=("10.96.0.40",)))
         apiserver.restart()
         await converge(sink, apiserver)
-        await eventually(lambda: all(int(s.resource_version) > 1_000_000 for s in inf.stats.values()),
-                         what="new epoch RVs")
+        await eventually(
+            lambda: all(int(s.resource_version) > 1_000_000 for s in inf.stats.values()), what="new epoch RVs"
+        )
         assert all(s.relists == 1 for s in inf.stats.values())
     finally:
         await inf.stop()
@@ -297,8 +315,9 @@ async def test_hung_watch_is_noticed_by_the_read_timeout(apiserver: ApiServer, i
         apiserver.cut_watches()  # the reconnect hits the hung watch
         st = inf.stats[Kind.SERVICE]
         # errors: the hung list, the cut, then the hung watch noticed by the read timeout.
-        await eventually(lambda: st.errors >= 3 and "read timeout" in st.last_error,
-                         what="hung watch noticed")
+        await eventually(
+            lambda: st.errors >= 3 and "read timeout" in st.last_error, what="hung watch noticed"
+        )
         apiserver.add(o.service("late"))
         await converge(sink, apiserver, Kind.SERVICE)
         assert inf.stats[Kind.SERVICE].relists == 0
@@ -306,8 +325,9 @@ async def test_hung_watch_is_noticed_by_the_read_timeout(apiserver: ApiServer, i
         await inf.stop()
 
 
-async def test_a_kind_that_got_through_wakes_kinds_backing_off(apiserver: ApiServer,
-                                                              informers: Factory) -> None:
+async def test_a_kind_that_got_through_wakes_kinds_backing_off(
+    apiserver: ApiServer, informers: Factory
+) -> None:
     seed(apiserver)
     sink = RecordingSink()
     # Backoff so long the test would time out if services had to wait it out.
@@ -378,13 +398,18 @@ async def test_garbage_json_drops_the_watch_and_relists(apiserver: ApiServer, in
         await eventually(lambda: inf.stats[Kind.SERVICE].relists == 1, what="re-list after garbage")
         assert "malformed watch event" in inf.stats[Kind.SERVICE].last_error
         await converge(sink, apiserver, Kind.SERVICE)
-        for bad in (b'{"type": "ADDED"}\n', b'{"type": "ADDED", "object": "x"}\n', b"[1, 2]\n",
-                    b'{"type": "WHAT", "object": {}}\n'):
+        for bad in (
+            b'{"type": "ADDED"}\n',
+            b'{"type": "ADDED", "object": "x"}\n',
+            b"[1, 2]\n",
+            b'{"type": "WHAT", "object": {}}\n',
+        ):
             await watching(apiserver, inf, (Kind.SERVICE,))
             relists = inf.stats[Kind.SERVICE].relists
             apiserver.send_garbage(bad)
-            await eventually(lambda r=relists: inf.stats[Kind.SERVICE].relists == r + 1,
-                             what=f"relist {bad!r}")
+            await eventually(
+                lambda r=relists: inf.stats[Kind.SERVICE].relists == r + 1, what=f"relist {bad!r}"
+            )
         await converge(sink, apiserver, Kind.SERVICE)
     finally:
         await inf.stop()
@@ -423,7 +448,10 @@ async def test_pagination_with_three_pages(apiserver: ApiServer, informers: Fact
     try:
         lists = apiserver.requests(SVC, watch=False)
         assert [("continue" in r.query, r.query["limit"]) for r in lists] == [
-            (False, "2"), (True, "2"), (True, "2")]
+            (False, "2"),
+            (True, "2"),
+            (True, "2"),
+        ]
         assert sink.calls == [("replace", Kind.SERVICE, 5)]  # one replace with all pages
         assert matches_api(sink, apiserver, Kind.SERVICE)
     finally:
@@ -447,8 +475,10 @@ async def test_expired_continue_restarts_the_list(apiserver: ApiServer, informer
 
 async def test_object_with_10k_endpoints(apiserver: ApiServer, informers: Factory) -> None:
     def big(n: int, ready: bool) -> dict[str, object]:
-        eps = [o.endpoint(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ready=ready, hostname=f"h{i}")
-               for i in range(n)]
+        eps = [
+            o.endpoint(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", ready=ready, hostname=f"h{i}")
+            for i in range(n)
+        ]
         return o.endpoint_slice("big", "big", endpoints=eps, ports=HTTP)
 
     apiserver.add(big(10_000, True))
@@ -459,6 +489,7 @@ async def test_object_with_10k_endpoints(apiserver: ApiServer, informers: Factor
         assert isinstance(slice_, EndpointSlice) and len(slice_.endpoints) == 10_000
         await watching(apiserver, inf, (Kind.ENDPOINTSLICE,))
         apiserver.update(big(10_000, False))  # one ~1 MB watch event line
+
         def updated() -> bool:
             slice_ = sink.state[Kind.ENDPOINTSLICE][("default", "big")]
             return isinstance(slice_, EndpointSlice) and not slice_.endpoints[9_999].ready
@@ -470,8 +501,9 @@ async def test_object_with_10k_endpoints(apiserver: ApiServer, informers: Factor
         await inf.stop()
 
 
-async def test_sink_bug_is_logged_and_recovered_by_relist(apiserver: ApiServer, informers: Factory,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_sink_bug_is_logged_and_recovered_by_relist(
+    apiserver: ApiServer, informers: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
     apiserver.add(o.service("web"))
 
     class Flaky(RecordingSink):
@@ -495,8 +527,9 @@ async def test_sink_bug_is_logged_and_recovered_by_relist(apiserver: ApiServer, 
         await inf.stop()
 
 
-async def test_logs_are_coredns_style_warnings(apiserver: ApiServer, informers: Factory,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_logs_are_coredns_style_warnings(
+    apiserver: ApiServer, informers: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="kdns")
     apiserver.down()
     sink = RecordingSink()

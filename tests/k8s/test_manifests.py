@@ -72,8 +72,9 @@ async def test_files_lists_and_directories_with_implied_namespaces(tmp_path: Pat
     d.mkdir()
     items = [o.headless("db", "prod"), o.pod("db-0", "10.1.0.5", "prod")]
     (d / "list.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    (d / "extra.yml").write_text(json.dumps({"apiVersion": "v1", "kind": "ServiceList",
-                                             "items": [o.service("cache", "infra")]}))
+    (d / "extra.yml").write_text(
+        json.dumps({"apiVersion": "v1", "kind": "ServiceList", "items": [o.service("cache", "infra")]})
+    )
     (d / "notes.txt").write_text("not a manifest")
     sink = RecordingSink()
     src = source([tmp_path / "web.yaml", d], sink)
@@ -92,8 +93,11 @@ async def test_files_lists_and_directories_with_implied_namespaces(tmp_path: Pat
 
 async def test_kinds_filter_and_declared_namespaces(tmp_path: Path, source: Make) -> None:
     f = tmp_path / "objs.yaml"
-    f.write_text(WEB + "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n---\n"
-                 + json.dumps(o.pod("p", "10.1.0.1")))
+    f.write_text(
+        WEB
+        + "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n---\n"
+        + json.dumps(o.pod("p", "10.1.0.1"))
+    )
     sink = RecordingSink()
     await source([f], sink, (Kind.SERVICE, Kind.NAMESPACE)).start()
     assert set(sink.state) == {Kind.SERVICE, Kind.NAMESPACE}  # no pods, no slices watched
@@ -108,16 +112,20 @@ async def test_changes_are_picked_up_and_only_changed_kinds_replaced(tmp_path: P
     before = sink.count("replace")
     slice_ = o.endpoint_slice("web-a", "web", endpoints=[o.endpoint("10.0.0.3")], ports=[o.port("http", 80)])
     touch_later(f, WEB.split("---")[0] + "---\n" + json.dumps(slice_))
-    await eventually(lambda: ("default", "web-a") in sink.state[Kind.ENDPOINTSLICE]
-                     and sink.state[Kind.ENDPOINTSLICE][("default", "web-a")]
-                     .endpoints[0].addresses == ("10.0.0.3",),  # type: ignore[union-attr]
-                     what="reload")
+    await eventually(
+        lambda: (
+            ("default", "web-a") in sink.state[Kind.ENDPOINTSLICE]
+            and sink.state[Kind.ENDPOINTSLICE][("default", "web-a")].endpoints[0].addresses == ("10.0.0.3",)
+        ),  # type: ignore[union-attr]
+        what="reload",
+    )
     assert sink.count("replace") == before + 1
     assert sink.calls[-1] == ("replace", Kind.ENDPOINTSLICE, 1)
 
 
-async def test_broken_file_keeps_last_good_data(tmp_path: Path, source: Make,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_broken_file_keeps_last_good_data(
+    tmp_path: Path, source: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     f = tmp_path / "web.yaml"
     f.write_text(WEB)
     sink = RecordingSink()
@@ -130,13 +138,15 @@ async def test_broken_file_keeps_last_good_data(tmp_path: Path, source: Make,
     assert "keeping the last good data" in caplog.text
     assert sink.state[Kind.SERVICE] == before
     touch_later(f, json.dumps(o.service("fixed")))
-    await eventually(lambda: set(sink.state[Kind.SERVICE]) == {("default", "fixed")},
-                     what="fixed file applied")
+    await eventually(
+        lambda: set(sink.state[Kind.SERVICE]) == {("default", "fixed")}, what="fixed file applied"
+    )
     assert sink.state[Kind.ENDPOINTSLICE] == {}
 
 
-async def test_object_errors_name_the_file_and_object(tmp_path: Path, source: Make,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_object_errors_name_the_file_and_object(
+    tmp_path: Path, source: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: eighty}]}\n")
     sink = RecordingSink()

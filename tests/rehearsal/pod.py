@@ -75,13 +75,24 @@ def cluster_objects() -> list[dict[str, Any]]:
     kube_dns = manifest_objects()["Service/kube-dns"]
     dns_ports = [o.port(p["name"], p["port"], p["protocol"]) for p in kube_dns["spec"]["ports"]]
     return [
-        o.namespace("default"), o.namespace("kube-system"),
+        o.namespace("default"),
+        o.namespace("kube-system"),
         o.service("kubernetes", "default", ips=("10.96.0.1",), ports=[o.port("https", 443)]),
-        o.endpoint_slice("kubernetes", "kubernetes", "default", endpoints=[o.endpoint(NODE_IP)],
-                         ports=[o.port("https", API_PORT)]),
+        o.endpoint_slice(
+            "kubernetes",
+            "kubernetes",
+            "default",
+            endpoints=[o.endpoint(NODE_IP)],
+            ports=[o.port("https", API_PORT)],
+        ),
         kube_dns,
-        o.endpoint_slice("kube-dns-rh3sl", "kube-dns", "kube-system",
-                         endpoints=[o.endpoint(POD_IP, pod=POD_NAME)], ports=dns_ports),
+        o.endpoint_slice(
+            "kube-dns-rh3sl",
+            "kube-dns",
+            "kube-system",
+            endpoints=[o.endpoint(POD_IP, pod=POD_NAME)],
+            ports=dns_ports,
+        ),
         o.pod(POD_NAME, POD_IP, "kube-system", labels={"k8s-app": "kube-dns"}),
     ]
 
@@ -97,8 +108,9 @@ class KindPod:
         self.token = secrets.token_urlsafe(24)
         self.upstream: FakeUpstream | None = None
         (workdir / "apiserver").mkdir(parents=True, exist_ok=True)
-        self.api = api.ApiServer(host="127.0.0.1", port=API_PORT, tls=True, tokens=[self.token],
-                                 workdir=workdir / "apiserver")
+        self.api = api.ApiServer(
+            host="127.0.0.1", port=API_PORT, tls=True, tokens=[self.token], workdir=workdir / "apiserver"
+        )
         self.api_started = False
         self.config = AtomicVolume(workdir / "volumes" / "config-volume")
         self.config.write({"Corefile": corefile if corefile is not None else kind_corefile()})
@@ -138,11 +150,17 @@ class KindPod:
             Mount("/etc/resolv.conf", etc / "resolv.conf"),
             Mount("/dev/termination-log", etc / "termination-log", readonly=False),
         ]
-        env = [*self.image.config.get("Env", []), f"HOSTNAME={POD_NAME}",
-               "KUBERNETES_SERVICE_HOST=127.0.0.1", f"KUBERNETES_SERVICE_PORT={API_PORT}",
-               f"KUBERNETES_SERVICE_PORT_HTTPS={API_PORT}", f"KUBERNETES_PORT=tcp://127.0.0.1:{API_PORT}"]
-        return kubelet_spec(self.image, container, env=env, mounts=mounts, hostname=POD_NAME,
-                            netns=self.pod.path)
+        env = [
+            *self.image.config.get("Env", []),
+            f"HOSTNAME={POD_NAME}",
+            "KUBERNETES_SERVICE_HOST=127.0.0.1",
+            f"KUBERNETES_SERVICE_PORT={API_PORT}",
+            f"KUBERNETES_SERVICE_PORT_HTTPS={API_PORT}",
+            f"KUBERNETES_PORT=tcp://127.0.0.1:{API_PORT}",
+        ]
+        return kubelet_spec(
+            self.image, container, env=env, mounts=mounts, hostname=POD_NAME, netns=self.pod.path
+        )
 
     def start_api(self) -> None:
         """The API server comes up (in the pod netns, see the module doc) with a kind cluster's objects."""
@@ -173,6 +191,7 @@ class KindPod:
 
     def http(self, port: int, path: str) -> tuple[int | None, str]:
         """GET http://POD_IP:port/path from the node, as kubelet's probes do: (status or None, body)."""
+
         def get() -> tuple[int | None, str]:
             try:
                 with urllib.request.urlopen(f"http://{POD_IP}:{port}{path}", timeout=5) as resp:
@@ -181,6 +200,7 @@ class KindPod:
                 return e.code, e.read().decode(errors="replace")
             except OSError as e:
                 return None, str(e)
+
         return self.node.call(get)
 
     def http_ok(self, port: int, path: str) -> str | None:

@@ -62,6 +62,7 @@ DEFAULT_WATCH_TIMEOUT = 1800  # the real server picks 30..60 min when timeoutSec
 
 # -- resources ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Resource:
     name: str  # plural, as in the URL
@@ -75,22 +76,38 @@ class Resource:
         return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
 
 
-RESOURCES = {r.name: r for r in (
-    Resource("services", "Service", "v1", True, ("metadata.name", "metadata.namespace")),
-    Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1", True,
-             ("metadata.name", "metadata.namespace")),
-    Resource("namespaces", "Namespace", "v1", False, ("metadata.name", "status.phase")),
-    Resource("pods", "Pod", "v1", True, ("metadata.name", "metadata.namespace", "status.phase")),
-)}
+RESOURCES = {
+    r.name: r
+    for r in (
+        Resource("services", "Service", "v1", True, ("metadata.name", "metadata.namespace")),
+        Resource(
+            "endpointslices",
+            "EndpointSlice",
+            "discovery.k8s.io/v1",
+            True,
+            ("metadata.name", "metadata.namespace"),
+        ),
+        Resource("namespaces", "Namespace", "v1", False, ("metadata.name", "status.phase")),
+        Resource("pods", "Pod", "v1", True, ("metadata.name", "metadata.namespace", "status.phase")),
+    )
+}
 BY_KIND = {r.kind: r for r in RESOURCES.values()}
 
 
 # -- API errors --------------------------------------------------------------------------------------
 
+
 def status(code: int, reason: str, message: str) -> JSONDict:
     """A metav1.Status failure, the body of every API error."""
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 # -- selectors ---------------------------------------------------------------------------------------
@@ -150,7 +167,7 @@ def parse_field_selector(selector: str, res: Resource) -> Callable[[JSONDict], b
             raise ValueError(f"invalid field selector: {term!r}")
         fld, op, value = m[1], m[2], m[3].strip()
         if fld not in res.fields:
-            raise ValueError(f'field label not supported: {fld}')
+            raise ValueError(f"field label not supported: {fld}")
         path = fld.split(".")
         reqs.append(lambda obj, p=path, v=value, neg=(op == "!="): (_dig(obj, p) == v) != neg)
     return lambda obj: all(r(obj) for r in reqs)
@@ -164,6 +181,7 @@ def _dig(obj: JSONDict, path: Sequence[str]) -> str:
 
 
 # -- server state ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RecordedRequest:
@@ -244,8 +262,11 @@ class _Rule:
     match: Callable[[RecordedRequest], bool] | None = None
 
     def take(self, req: RecordedRequest) -> bool:
-        if (self.count > 0 and (self.watch is None or self.watch == req.is_watch)
-                and (self.match is None or self.match(req))):
+        if (
+            self.count > 0
+            and (self.watch is None or self.watch == req.is_watch)
+            and (self.match is None or self.match(req))
+        ):
             self.count -= 1
             return True
         return False
@@ -254,10 +275,18 @@ class _Rule:
 class ApiServer:
     """The test API server. Use as a context manager or call start()/stop(); see the module doc."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: bool = False,
-                 tokens: Iterable[str] = (), basic_auth: tuple[str, str] | None = None,
-                 bookmark_interval: float | None = 60.0, history: int = HISTORY,
-                 workdir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        tokens: Iterable[str] = (),
+        basic_auth: tuple[str, str] | None = None,
+        bookmark_interval: float | None = 60.0,
+        history: int = HISTORY,
+        workdir: Path | str | None = None,
+    ) -> None:
         self.host, self.port = host, port or free_port()
         self.bookmark_interval = bookmark_interval
         self.history_size = history
@@ -339,6 +368,7 @@ class ApiServer:
     def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         async def call() -> T:
             return fn(*args, **kw)
+
         result: T = self._run(call())
         return result
 
@@ -403,16 +433,21 @@ class ApiServer:
         (d / "namespace").write_text("kube-system")
         tok = token or next(iter(sorted(self._tokens)), "")
         (d / "token").write_text(tok)
-        return {"KUBERNETES_SERVICE_HOST": self.host, "KUBERNETES_SERVICE_PORT": str(self.port),
-                "KDNS_SERVICEACCOUNT_DIR": str(d)}
+        return {
+            "KUBERNETES_SERVICE_HOST": self.host,
+            "KUBERNETES_SERVICE_PORT": str(self.port),
+            "KDNS_SERVICEACCOUNT_DIR": str(d),
+        }
 
     def rotate_token(self, new: str, *, keep_old: bool = False) -> None:
         """Accept `new` from now on; the old tokens stop working unless keep_old."""
+
         def rotate() -> None:
             if not keep_old:
                 self._tokens.clear()
             self._tokens.add(new)
             self._auth_required = True
+
         self._call(rotate)
 
     def _authenticated(self, request: web.Request) -> bool:
@@ -442,8 +477,9 @@ class ApiServer:
         """Create or replace."""
         return self._call(self._change, obj, "apply")
 
-    def delete(self, obj_or_kind: JSONDict | str, name: str | None = None,
-               namespace: str | None = "default") -> JSONDict:
+    def delete(
+        self, obj_or_kind: JSONDict | str, name: str | None = None, namespace: str | None = "default"
+    ) -> JSONDict:
         """Delete by object, or by (kind, name, namespace) (DELETED); KeyError if absent."""
         if isinstance(obj_or_kind, str):
             res = BY_KIND[obj_or_kind]
@@ -456,14 +492,20 @@ class ApiServer:
     def get(self, kind: str, name: str, namespace: str | None = "default") -> JSONDict | None:
         res = BY_KIND[kind]
         key = (namespace or "" if res.namespaced else "", name)
-        return self._call(lambda: json.loads(json.dumps(self._objects[res.name][key]))
-                          if key in self._objects[res.name] else None)
+        return self._call(
+            lambda: (
+                json.loads(json.dumps(self._objects[res.name][key]))
+                if key in self._objects[res.name]
+                else None
+            )
+        )
 
     def objects(self, kind: str) -> list[JSONDict]:
         """Current objects of a kind (copies), sorted by namespace/name."""
         res = BY_KIND[kind]
-        return self._call(lambda: json.loads(json.dumps(
-            [v for _, v in sorted(self._objects[res.name].items())])))
+        return self._call(
+            lambda: json.loads(json.dumps([v for _, v in sorted(self._objects[res.name].items())]))
+        )
 
     @property
     def resource_version(self) -> int:
@@ -540,50 +582,65 @@ class ApiServer:
     def compact(self) -> None:
         """Forget the event history (etcd compaction): resuming an older watch gets 410, continue
         tokens expire. Open watches keep going."""
+
         def compact() -> None:
             self._floor = self._rv
             self._history.clear()
             self._snapshots.clear()
+
         self._call(compact)
 
     def cut_watches(self) -> int:
         """Abort every open watch connection (TCP reset) now; returns how many were cut."""
+
         def cut() -> int:
             ws = list(self._watchers)
             for w in ws:
                 w.abort()
             return len(ws)
+
         return self._call(cut)
 
     def cut_next_event(self) -> None:
         """Every open watch writes only the first half of its next event line, then closes."""
+
         def arm() -> None:
             for w in self._watchers:
                 w.cut_next = True
+
         self._call(arm)
 
     def send_garbage(self, line: bytes = b'{"type": "MODIFIED", "object": {"metadata": [}\n') -> int:
         """Write a line that is not a valid event to every open watch; returns how many got it."""
+
         def send() -> int:
             for w in self._watchers:
                 w.queue.put_nowait(("raw", line))
             return len(self._watchers)
+
         return self._call(send)
 
     def send_bookmarks(self) -> int:
         """A BOOKMARK now on every watch that allows bookmarks."""
+
         def send() -> int:
             for w in self._watchers:
                 w.queue.put_nowait(("bookmark", self._rv))
             return len(self._watchers)
+
         return self._call(send)
 
     def set_latency(self, seconds: float) -> None:
         """Delay every response (list and watch) by `seconds`."""
         self._call(setattr, self, "_latency", seconds)
 
-    def hang_next(self, count: int = 1, *, watch: bool | None = None,
-                  match: Callable[[RecordedRequest], bool] | None = None) -> None:
+    def hang_next(
+        self,
+        count: int = 1,
+        *,
+        watch: bool | None = None,
+        match: Callable[[RecordedRequest], bool] | None = None,
+    ) -> None:
         """The next `count` matching requests get status and headers, then nothing, until
         release_hung(), a cut or down(). watch=True/False: only watches / only lists."""
         self._call(self._rules.append, _Rule(count, watch, status=0, match=match))
@@ -593,10 +650,18 @@ class ApiServer:
             self._release_hung.set()
             for transport in list(self._hung):
                 transport.abort()
+
         self._call(release)
 
-    def fail_next(self, count: int = 1, status: int = 500, *, retry_after: float | None = None,
-                  watch: bool | None = None, match: Callable[[RecordedRequest], bool] | None = None) -> None:
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 500,
+        *,
+        retry_after: float | None = None,
+        watch: bool | None = None,
+        match: Callable[[RecordedRequest], bool] | None = None,
+    ) -> None:
         """The next `count` matching requests get `status` (e.g. 429, 500, 503, 410) and Retry-After.
         `match` (run on the server thread) narrows which requests count, e.g. only list continuations."""
         rule = _Rule(count, watch, status=status, retry_after=retry_after, match=match)
@@ -607,8 +672,9 @@ class ApiServer:
     def requests(self, path: str | None = None, *, watch: bool | None = None) -> list[RecordedRequest]:
         """Requests so far (optionally only one path, only watches or only non-watches)."""
         reqs = self._call(list, self._requests)
-        return [r for r in reqs
-                if (path is None or r.path == path) and (watch is None or r.is_watch == watch)]
+        return [
+            r for r in reqs if (path is None or r.path == path) and (watch is None or r.is_watch == watch)
+        ]
 
     def watcher_count(self, kind: str | None = None) -> int:
         res = BY_KIND[kind].name if kind else None
@@ -626,8 +692,9 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        rec = RecordedRequest(request.method, request.path, dict(request.query), dict(request.headers),
-                              time.monotonic())
+        rec = RecordedRequest(
+            request.method, request.path, dict(request.query), dict(request.headers), time.monotonic()
+        )
         self._requests.append(rec)
         if self._latency:
             await asyncio.sleep(self._latency)
@@ -640,7 +707,8 @@ class ApiServer:
                     return await self._hang(request)
                 headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
                 reason = {429: "TooManyRequests", 410: "Expired", 503: "ServiceUnavailable"}.get(
-                    rule.status, "InternalError")
+                    rule.status, "InternalError"
+                )
                 return _status_response(status(rule.status, reason, f"injected {rule.status}"), headers)
         result: web.StreamResponse = await handler(request)
         return result
@@ -670,11 +738,16 @@ class ApiServer:
         group = f"{info['group']}/{info['version']}" if "group" in info else "v1"
         if res is None or res.api_version != group or ("namespace" in info and not res.namespaced):
             return _status_response(
-                status(404, "NotFound", "the server could not find the requested resource"))
+                status(404, "NotFound", "the server could not find the requested resource")
+            )
         q = request.query
         try:
-            flt = _Filter(res, info.get("namespace"), parse_label_selector(q.get("labelSelector", "")),
-                          parse_field_selector(q.get("fieldSelector", ""), res))
+            flt = _Filter(
+                res,
+                info.get("namespace"),
+                parse_label_selector(q.get("labelSelector", "")),
+                parse_field_selector(q.get("fieldSelector", ""), res),
+            )
             if q.get("watch") in ("1", "true"):
                 return await self._watch(request, flt)
             return self._list(flt, q)
@@ -696,9 +769,16 @@ class ApiServer:
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"continue key is not valid: {exc}") from exc
             if snap_id not in self._snapshots:
-                return _status_response(status(410, "Expired", (
-                    "The provided continue parameter is too old to display a consistent list result. "
-                    "You can start a new list without the continue parameter.")))
+                return _status_response(
+                    status(
+                        410,
+                        "Expired",
+                        (
+                            "The provided continue parameter is too old to display a consistent list result. "
+                            "You can start a new list without the continue parameter."
+                        ),
+                    )
+                )
             rv, items = self._snapshots[snap_id]
         else:
             rv, items, snap_id, start = self._rv, self._matching(flt), 0, 0
@@ -743,8 +823,9 @@ class ApiServer:
         finally:
             self._watchers.discard(watcher)
 
-    async def _stream(self, resp: web.StreamResponse, w: _Watcher, res: Resource, timeout: float,
-                      bookmarks: bool) -> None:
+    async def _stream(
+        self, resp: web.StreamResponse, w: _Watcher, res: Resource, timeout: float, bookmarks: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         next_bookmark = loop.time() + (self.bookmark_interval or 0)
@@ -769,9 +850,14 @@ class ApiServer:
             if what == "bookmark":
                 if not bookmarks:
                     continue
-                event: JSONDict = {"type": "BOOKMARK", "object": {
-                    "kind": res.kind, "apiVersion": res.api_version,
-                    "metadata": {"resourceVersion": str(payload)}}}
+                event: JSONDict = {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "kind": res.kind,
+                        "apiVersion": res.api_version,
+                        "metadata": {"resourceVersion": str(payload)},
+                    },
+                }
             elif what == "error":
                 await resp.write(json.dumps({"type": "ERROR", "object": payload}).encode() + b"\n")
                 await resp.write_eof()
@@ -788,18 +874,24 @@ class ApiServer:
 
 
 def _status_response(body: JSONDict, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=int(body["code"]), body=json.dumps(body).encode(),
-                        content_type="application/json", headers=dict(headers or {}))
+    return web.Response(
+        status=int(body["code"]),
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=dict(headers or {}),
+    )
 
 
 # -- standalone --------------------------------------------------------------------------------------
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.support.apiserver", description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--tls", metavar="DIR",
-                   help="serve HTTPS; write ca.crt (and token) into DIR for in-cluster use")
+    p.add_argument(
+        "--tls", metavar="DIR", help="serve HTTPS; write ca.crt (and token) into DIR for in-cluster use"
+    )
     p.add_argument("--token", help="require this bearer token")
     p.add_argument("--manifest", nargs="*", default=[], metavar="FILE", help="objects to preload (YAML/JSON)")
     p.add_argument("--bookmark-interval", type=float, default=60.0)
@@ -810,9 +902,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(args.tls) if args.tls else None
     if workdir:
         workdir.mkdir(parents=True, exist_ok=True)
-    server = ApiServer(host=args.host, port=args.port, tls=bool(args.tls),
-                       tokens=[args.token] if args.token else [],
-                       bookmark_interval=args.bookmark_interval, workdir=workdir)
+    server = ApiServer(
+        host=args.host,
+        port=args.port,
+        tls=bool(args.tls),
+        tokens=[args.token] if args.token else [],
+        bookmark_interval=args.bookmark_interval,
+        workdir=workdir,
+    )
     try:
         objs = read_objects(args.manifest)
     except ManifestError as exc:
