@@ -226,7 +226,8 @@ def build(text: str) -> Zone:
         (SOA + "www.example.com. 60 A 192.0.2.1\n", 2, "outside the zone"),
         (SOA + "w 60 CNAME x\nw 60 A 192.0.2.1\n", 2, "has a CNAME and other data"),
         (SOA + "w 60 CNAME x\nw 60 CNAME y\n", 2, "has a CNAME and other data"),
-        (SOA + "sub 60 SOA ns hm 1 2 3 4 5\n", 2, "exactly one SOA"),
+        (SOA + "sub 60 SOA ns hm 1 2 3 4 5\n", 2, "SOA at sub.example.org., which is not the apex"),
+        (SOA + "@ 60 SOA ns hm 2 2 3 4 5\n", 1, "a zone has exactly one SOA"),
         ("www 60 A 192.0.2.1\n", 0, "no SOA record"),
     ],
 )

@@ -134,8 +134,11 @@ class Zone:
     def _check(self, where: dict[tuple[Name, int], Record]) -> None:
         for (key, rtype), record in where.items():
             node = self._nodes[key]
-            if rtype == QTYPE.SOA and (key != self._origin or len(node[rtype].rdatas) > 1):
-                raise ZoneFileError(record.file, record.line, "a zone has exactly one SOA, at its apex")
+            if rtype == QTYPE.SOA and key != self._origin:
+                why = f"SOA at {record.owner}, which is not the apex of the zone {self.origin}"
+                raise ZoneFileError(record.file, record.line, why)
+            if rtype == QTYPE.SOA and len(node[rtype].rdatas) > 1:
+                raise ZoneFileError(record.file, record.line, "a zone has exactly one SOA")
             if rtype == QTYPE.CNAME and (len(node) > 1 or len(node[rtype].rdatas) > 1):  # RFC 2181 §10.1
                 raise ZoneFileError(record.file, record.line, f"{record.owner} has a CNAME and other data")
         if QTYPE.SOA not in self._nodes.get(self._origin, {}):
