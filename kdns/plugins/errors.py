@@ -69,6 +69,9 @@ class Errors(Plugin):
             self.report(request, e)
             raise
 
+    def transparent_for(self, qname: str) -> bool:
+        return True  # it acts only on failures, and a cached reply is never one
+
     def report(self, request: Request, error: Exception) -> None:
         text = str(error) or type(error).__name__
         pattern = next((p for p in self.patterns if p.regexp.search(text)), None)

@@ -33,7 +33,7 @@ from kdns.plugins import _http
 from kdns.plugins._args import expect_args
 from kdns.plugins._text import qtype_text, rcode_label
 from kdns.request import Reply, Request
-from kdns.server.dispatch import Dispatcher, Outcome
+from kdns.server.dispatch import Dispatcher, FastInfo, Outcome
 
 DEFAULT_ADDRESS = "localhost:9153"
 PATH = "/metrics"
@@ -82,16 +82,31 @@ _series: dict[tuple[str, str, str, int, str, str, str], _Series] = {}
 
 def report(r: Request, zone: str, rcode: str, plugin: str, seconds: float) -> None:
     """Everything CoreDNS's vars.Report records, except the response size (see observe)."""
-    qtype = type_label(r.qtype)
-    key = (r.server, zone, r.proto, r.family, qtype, rcode, plugin)
+    _record(r.server, zone, r.proto, r.family, r.qtype, rcode, plugin, r.do, r.size, seconds)
+
+
+def _record(
+    server: str,
+    zone: str,
+    proto: str,
+    family: int,
+    qtype_number: int,
+    rcode: str,
+    plugin: str,
+    do: bool,
+    size: int,
+    seconds: float,
+) -> None:
+    qtype = type_label(qtype_number)
+    key = (server, zone, proto, family, qtype, rcode, plugin)
     series = _series.get(key)
     if series is None:
-        series = _series[key] = _Series.of(r.server, zone, r.proto, str(r.family), qtype, rcode, plugin)
-    if r.do:
+        series = _series[key] = _Series.of(server, zone, proto, str(family), qtype, rcode, plugin)
+    if do:
         series.do_requests.inc()
     series.requests.inc()
     series.duration.observe(seconds)
-    series.request_size.observe(r.size)
+    series.request_size.observe(size)
     series.responses.inc()
 
 
@@ -107,18 +122,50 @@ def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
     if chain is None:
         report(r, DROPPED, rcode_label(reply.rcode), "", 0.0)
         zone = DROPPED
-    else:
-        counted = _chains_with_prometheus.get(chain)
-        if counted is None:
-            counted = _chains_with_prometheus[chain] = chain.find(Prometheus.name) is not None
-        if not counted:
-            return
+    elif _counts(chain):
         zone = r.zone
-    key = (r.server, zone, proto)
+    else:
+        return
+    _response_size(r.server, zone, proto, len(outcome.wire or b""))
+
+
+def observe_fast(
+    info: FastInfo, proto: str, client: tuple[str, int], size: int, reply_size: int, seconds: float
+) -> None:
+    """Fast-path observer: the same series for replies served from cached bytes (never `dropped`:
+    only chain answers are cached)."""
+    if not _counts(info.chain):
+        return
+    family = 2 if ":" in client[0] else 1
+    _record(
+        info.server,
+        info.zone,
+        proto,
+        family,
+        info.qtype,
+        rcode_label(info.rcode),
+        info.plugin,
+        info.do,
+        size,
+        seconds,
+    )
+    _response_size(info.server, info.zone, proto, reply_size)
+
+
+def _counts(chain: Chain) -> bool:
+    """Is `chain` a block with prometheus in it? (Memoised: asked for every query.)"""
+    counted = _chains_with_prometheus.get(chain)
+    if counted is None:
+        counted = _chains_with_prometheus[chain] = chain.find(Prometheus.name) is not None
+    return counted
+
+
+def _response_size(server: str, zone: str, proto: str, size: int) -> None:
+    key = (server, zone, proto)
     sizes = _response_sizes.get(key)
     if sizes is None:
-        sizes = _response_sizes[key] = metrics.RESPONSE_SIZE.labels(r.server, zone, VIEW, proto)
-    sizes.observe(len(outcome.wire or b""))
+        sizes = _response_sizes[key] = metrics.RESPONSE_SIZE.labels(server, zone, VIEW, proto)
+    sizes.observe(size)
 
 
 def _describe(dispatchers: list[Dispatcher]) -> None:
@@ -144,6 +191,9 @@ class Prometheus(Plugin):
         self.address = address
         self.shared = shared
 
+    def transparent_for(self, qname: str) -> bool:
+        return True  # it only counts, and counts fast-path replies through observe_fast
+
     async def serve(self, request: Request, next_: Handler) -> Reply:
         start = time.perf_counter()
         try:
@@ -160,6 +210,7 @@ class Prometheus(Plugin):
         """Called by the runtime for each listener's dispatcher whenever a configuration is applied."""
         if observe not in dispatcher.observers:
             dispatcher.observers.append(observe)
+            dispatcher.fast_observers.append(observe_fast)
         pending: list[Dispatcher] = self.shared.setdefault(_PENDING_KEY, [])
         if dispatcher not in pending:
             pending.append(dispatcher)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from time import perf_counter
 from types import MappingProxyType
 
 from dnslib import CLASS, OPCODE, QTYPE, RCODE, DNSRecord
@@ -43,6 +44,7 @@ Observer = Callable[[Outcome, str, tuple[str, int]], None]
 class FastInfo:
     """What fast-path observers learn of a reply served from cached bytes."""
 
+    server: str  # the listener label ("dns://:53")
     zone: str  # the server block zone that answered
     qtype: int
     rcode: int
@@ -51,8 +53,8 @@ class FastInfo:
     chain: Chain
 
 
-# (info, proto, client, request size, reply size) for each reply the fast path served.
-FastObserver = Callable[[FastInfo, str, tuple[str, int], int, int], None]
+# (info, proto, client, request size, reply size, seconds) for each reply the fast path served.
+FastObserver = Callable[[FastInfo, str, tuple[str, int], int, int, float], None]
 
 
 class Dispatcher:
@@ -85,6 +87,7 @@ class Dispatcher:
         None (then `handle` answers). Synchronous on purpose: no task, no object per query."""
         if len(self.fast_observers) != len(self.observers):
             return None
+        start = perf_counter()
         q = fastpath.parse_query(data, proto == "tcp")
         if q is None:
             return None
@@ -92,8 +95,10 @@ class Dispatcher:
         if hit is None:
             return None
         reply, entry = hit
-        for observe in self.fast_observers:
-            observe(entry.info, proto, client, len(data), len(reply))  # type: ignore[arg-type]
+        if self.fast_observers:
+            seconds = perf_counter() - start
+            for observe in self.fast_observers:
+                observe(entry.info, proto, client, len(data), len(reply), seconds)  # type: ignore[arg-type]
         return reply
 
     async def handle(self, wire: bytes, proto: str, client: tuple[str, int]) -> bytes | None:
@@ -117,7 +122,9 @@ class Dispatcher:
         ):
             q = fastpath.parse_query(wire, proto == "tcp")
             if q is not None:
-                info = FastInfo(request.zone, request.qtype, reply.rcode, reply.plugin, request.do, chain)
+                info = FastInfo(
+                    request.server, request.zone, request.qtype, reply.rcode, reply.plugin, request.do, chain
+                )
                 self.answers.store(q, out, reply.reuse, info)
         return out
 

@@ -233,3 +233,35 @@ def test_type_label() -> None:
 def test_other_paths_are_not_found(server: tuple[KdnsProcess, str]) -> None:
     _, url = server
     assert get(url.replace("/metrics", "/"))[0] == 404
+
+
+CLUSTER_COREFILE = """\
+cluster.local:{port} {
+    bind 127.0.0.1
+    prometheus 127.0.0.1:%(m)d
+    errors
+    loadbalance
+    kubernetes cluster.local {
+        manifests %(manifests)s
+    }
+}
+"""
+
+
+def test_replies_from_the_fast_path_are_counted(kdns: Kdns) -> None:
+    """Cluster answers repeat from cached bytes after the first one; /metrics must still see each."""
+    from tests.support.process import ROOT
+
+    m = free_port()
+    p = kdns(CLUSTER_COREFILE % {"m": m, "manifests": ROOT / "demo" / "cluster.yaml"})
+    for _ in range(5):
+        exchange(p.port, q("web.default.svc.cluster.local."))
+    for _ in range(3):
+        exchange(p.port, q("nope.default.svc.cluster.local.", "AAAA"))
+    _, s = scrape(f"http://127.0.0.1:{m}/metrics")
+    labels = {"server": f"dns://127.0.0.1:{p.port}", "zone": "cluster.local.", "view": ""}
+    assert value(s, "coredns_dns_requests_total", proto="udp", family="1", type="A", **labels) == 5
+    assert value(s, "coredns_dns_requests_total", proto="udp", family="1", type="AAAA", **labels) == 3
+    assert value(s, "coredns_dns_responses_total", rcode="NOERROR", plugin="kubernetes", **labels) == 5
+    assert value(s, "coredns_dns_responses_total", rcode="NXDOMAIN", plugin="kubernetes", **labels) == 3
+    assert value(s, "coredns_dns_response_size_bytes_count", proto="udp", **labels) == 8
