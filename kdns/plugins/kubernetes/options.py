@@ -9,7 +9,6 @@ from kdns.log import plugin_logger
 from kdns.plugin import SetupContext
 from kdns.plugins._args import (
     expect_args,
-    normalize_zone,
     parse_duration,
     parse_int,
     unknown_property,
@@ -43,7 +42,7 @@ class KubernetesOptions:
     endpoint_pod_names: bool = False
     ttl: int = DEFAULT_TTL
     noendpoints: bool = False
-    fallthrough: tuple[str, ...] | None = None  # None: off; () never happens (defaults to ".")
+    fallthrough: tuple[str, ...] | None = None  # None: off; a bare `fallthrough` means (".",)
     ignore_empty_service: bool = False
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     manifests: tuple[str, ...] = ()  # kdns-only: serve objects from files instead of the API
@@ -96,7 +95,7 @@ def parse_options(d: Directive, ctx: SetupContext) -> KubernetesOptions:
             expect_args(c, 0, 0)
             values["noendpoints"] = True
         elif c.name == "fallthrough":
-            values["fallthrough"] = tuple(normalize_zone(z) for z in args) or (".",)
+            values["fallthrough"] = zones_or_default(c, args, (".",))
         elif c.name == "ignore":
             if args != ("empty_service",):
                 raise c.error("ignore takes exactly one argument: empty_service")
