@@ -29,7 +29,7 @@ demo: venv
 	$(BIN)/kdns -conf Corefile.example -dns.port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check kdns tests bench
+	$(BIN)/ruff check kdns tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: venv debs lint
