@@ -1,0 +1,121 @@
+"""Run dnsperf (pinned to a CPU) and read its summary; with `-v`, per-query latencies for p50/p99.
+
+dnsperf prints only the average and standard deviation of latency. With `-v` it prints one line per
+answered query, `> RCODE name type seconds`, which is where the percentiles come from; lost queries
+have no line and are reported apart (they are not folded into the percentiles).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.servers import cpu_seconds
+
+_FIELDS = {
+    "sent": r"Queries sent:\s+(\d+)",
+    "completed": r"Queries completed:\s+(\d+)",
+    "lost": r"Queries lost:\s+(\d+)",
+    "qps": r"Queries per second:\s+([\d.]+)",
+    "avg_latency": r"Average Latency \(s\):\s+([\d.]+)",
+    "runtime": r"Run time \(s\):\s+([\d.]+)",
+}
+_VERBOSE_LINE = re.compile(r"^> (\S+) \S+ \S+ ([\d.]+)$", re.MULTILINE)
+
+
+@dataclass
+class PerfResult:
+    sent: int
+    completed: int
+    lost: int
+    qps: float
+    avg_latency: float
+    runtime: float
+    rcodes: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)  # seconds, sorted; only with verbose
+    server_cpu: float | None = None  # CPU-seconds the server used during the run, when its PID was given
+
+    @property
+    def per_cpu_second(self) -> float | None:
+        """Answers per server CPU-second: qps as it would be on a core of its own."""
+        return self.completed / self.server_cpu if self.server_cpu else None
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile of answered queries' latency, in seconds."""
+        if not self.latencies:
+            return None
+        rank = max(0, min(len(self.latencies) - 1, round(p / 100 * len(self.latencies)) - 1))
+        return self.latencies[rank]
+
+
+def run(
+    port: int,
+    queries: Path,
+    *,
+    seconds: float,
+    cpu: str | None,
+    clients: int = 4,
+    outstanding: int = 200,
+    max_qps: int | None = None,
+    verbose: bool = False,
+    once: bool = False,
+    extra: Sequence[str] = (),
+    server_pid: int | None = None,
+) -> PerfResult:
+    """dnsperf against 127.0.0.1:port; `once` runs through the file a single time (a cache warm-up)."""
+    argv = [
+        "dnsperf",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        str(queries),
+        "-c",
+        str(clients),
+        "-q",
+        str(outstanding),
+        "-t",
+        "2",
+        "-O",
+        "suppress=timeouts,unexpected,congestion",
+    ]
+    argv += ["-n", "1"] if once else ["-l", f"{seconds:g}"]
+    if max_qps:
+        argv += ["-Q", str(max_qps)]
+    if verbose:
+        argv.append("-v")
+    pin = ["taskset", "-c", cpu] if cpu is not None else []
+    before = cpu_seconds(server_pid) if server_pid else 0.0
+    out = subprocess.run([*pin, *argv, *extra], capture_output=True, text=True, check=True).stdout
+    result = parse(out)
+    if server_pid:
+        result.server_cpu = cpu_seconds(server_pid) - before
+    return result
+
+
+def parse(output: str) -> PerfResult:
+    values: dict[str, float] = {}
+    for key, pattern in _FIELDS.items():
+        m = re.search(pattern, output)
+        if m is None:
+            raise ValueError(f"dnsperf output has no {key!r}:\n{output[-2000:]}")
+        values[key] = float(m.group(1))
+    rcodes = {}
+    m = re.search(r"Response codes:\s+(.*)", output)
+    if m:
+        rcodes = {code: int(n) for code, n in re.findall(r"([A-Z]+) (\d+)", m.group(1))}
+    latencies = sorted(float(s) for _, s in _VERBOSE_LINE.findall(output))
+    return PerfResult(
+        int(values["sent"]),
+        int(values["completed"]),
+        int(values["lost"]),
+        values["qps"],
+        values["avg_latency"],
+        values["runtime"],
+        rcodes,
+        latencies,
+    )
