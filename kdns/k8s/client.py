@@ -136,8 +136,9 @@ class TokenFileAuth:
         try:
             self._load(force=force)
         except OSError as exc:
-            log.warning("cannot re-read service account token %s: %s; keeping the previous one",
-                        self.path, exc)
+            log.warning(
+                "cannot re-read service account token %s: %s; keeping the previous one", self.path, exc
+            )
 
     async def header(self) -> str | None:
         self._reload(force=False)
@@ -178,14 +179,16 @@ def load_kubeconfig(path: str, context: str | None) -> Any:
     cfg = k8s_client.Configuration()
     try:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=context, client_configuration=cfg, persist_config=False)
+            config_file=path, context=context, client_configuration=cfg, persist_config=False
+        )
     except Exception as exc:  # the package raises ConfigException, ValueError, KeyError, yaml errors…
         raise ApiConfigError(f"kubeconfig {path}: {exc}") from exc
     return cfg
 
 
-def _ssl_context(*, ca: str | None = None, cert: str | None = None, key: str | None = None,
-                 verify: bool = True) -> ssl.SSLContext:
+def _ssl_context(
+    *, ca: str | None = None, cert: str | None = None, key: str | None = None, verify: bool = True
+) -> ssl.SSLContext:
     """Client TLS context; each file is checked so the error names the one that is wrong."""
     for what, path in (("CA certificate", ca), ("client certificate", cert), ("client key", key)):
         if path and not Path(path).is_file():
@@ -253,8 +256,16 @@ class TruncatedStream(Exception):
 class ApiClient:
     """One API server: base URL, TLS, credentials, and an aiohttp session created on first use."""
 
-    def __init__(self, base_url: str, *, ssl_context: ssl.SSLContext | None = None, auth: Auth | None = None,
-                 server_hostname: str | None = None, proxy: str | None = None, source: str = "") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        auth: Auth | None = None,
+        server_hostname: str | None = None,
+        proxy: str | None = None,
+        source: str = "",
+    ) -> None:
         self.base_url = _check_url(base_url, "API server")
         self.source = source or f"endpoint {self.base_url}"
         self._ssl = ssl_context
@@ -264,8 +275,14 @@ class ApiClient:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_options(cls, *, endpoint: str | None = None, tls: tuple[str, str, str] | None = None,
-                     kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
+    def from_options(
+        cls,
+        *,
+        endpoint: str | None = None,
+        tls: tuple[str, str, str] | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+    ) -> ApiClient:
         """Configuration as CoreDNS: kubeconfig, else endpoint (+ tls), else in-cluster."""
         if kubeconfig:
             return cls._from_kubeconfig(kubeconfig, context)
@@ -307,12 +324,17 @@ class ApiClient:
             raise ApiConfigError(f"kubeconfig {path}: the cluster has no server")
         ctx = None
         if host.startswith("https:"):
-            ctx = _ssl_context(ca=cfg.ssl_ca_cert, cert=cfg.cert_file, key=cfg.key_file,
-                               verify=bool(cfg.verify_ssl))
-        return cls(host, ssl_context=ctx, auth=KubeconfigAuth(path, context, cfg),
-                   server_hostname=getattr(cfg, "tls_server_name", None) or None,
-                   proxy=getattr(cfg, "proxy", None) or None,
-                   source=f"kubeconfig {path}" + (f" context {context}" if context else ""))
+            ctx = _ssl_context(
+                ca=cfg.ssl_ca_cert, cert=cfg.cert_file, key=cfg.key_file, verify=bool(cfg.verify_ssl)
+            )
+        return cls(
+            host,
+            ssl_context=ctx,
+            auth=KubeconfigAuth(path, context, cfg),
+            server_hostname=getattr(cfg, "tls_server_name", None) or None,
+            proxy=getattr(cfg, "proxy", None) or None,
+            source=f"kubeconfig {path}" + (f" context {context}" if context else ""),
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -322,8 +344,9 @@ class ApiClient:
             )
         return self._session
 
-    async def _send(self, path: str, params: Mapping[str, str] | None,
-                    timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    async def _send(
+        self, path: str, params: Mapping[str, str] | None, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
         """GET with credentials; a 401 refreshes them and retries once. Raises ApiError on ≥ 300."""
         session = self._get_session()
         for attempt in (1, 2):
@@ -331,9 +354,14 @@ class ApiClient:
             auth = await self._auth.header()
             if auth:
                 headers["Authorization"] = auth
-            resp = await session.get(self.base_url + path, params=dict(params or {}), headers=headers,
-                                     timeout=timeout, proxy=self._proxy,
-                                     server_hostname=self._server_hostname)
+            resp = await session.get(
+                self.base_url + path,
+                params=dict(params or {}),
+                headers=headers,
+                timeout=timeout,
+                proxy=self._proxy,
+                server_hostname=self._server_hostname,
+            )
             if resp.status < 300:
                 return resp
             try:
@@ -348,8 +376,9 @@ class ApiClient:
             raise ApiError.from_body(resp.status, body, resp.headers)
         raise AssertionError("unreachable")
 
-    async def get_json(self, path: str, params: Mapping[str, str] | None = None, *,
-                       read_timeout: float = 60.0) -> dict[str, Any]:
+    async def get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, read_timeout: float = 60.0
+    ) -> dict[str, Any]:
         """GET a JSON object (a list page). read_timeout bounds each wait for bytes, not the total."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout)
         resp = await self._send(path, params, timeout)
@@ -363,8 +392,9 @@ class ApiClient:
         return obj
 
     @asynccontextmanager
-    async def stream(self, path: str, params: Mapping[str, str] | None = None, *,
-                     read_timeout: float) -> AsyncIterator[LineStream]:
+    async def stream(
+        self, path: str, params: Mapping[str, str] | None = None, *, read_timeout: float
+    ) -> AsyncIterator[LineStream]:
         """A streaming GET (watch): yields a LineStream; no byte for read_timeout seconds raises."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout)
         resp = await self._send(path, params, timeout)

@@ -16,14 +16,12 @@ comes first. The only cost: a force-deleted last pod stays in DNS for up to HAND
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from kdns.k8s.models import EndpointSlice, Kind, Model, Namespace, Pod, Service
-from kdns.k8s.records import ServiceView, build_view
+from kdns.k8s.records import ServiceView, build_view, packed_ip
 
 Key = tuple[str, str]
 # Long enough for the controller's second write to arrive (milliseconds apart in practice, seconds
@@ -39,14 +37,6 @@ class ViewOptions:
     endpoint_pod_names: bool = False
     ignore_empty_service: bool = False
     use_endpoints: bool = True  # False with `noendpoints`
-
-
-def packed_ip(ip: str) -> bytes | None:
-    """Canonical form for comparing addresses (§3: compare parsed addresses, never strings)."""
-    try:
-        return ipaddress.ip_address(ip).packed
-    except ValueError:
-        return None
 
 
 class ClusterIndex:
@@ -68,8 +58,9 @@ class ClusterIndex:
         self.namespaces: set[str] = set()
         self.pods: dict[Key, Pod] = {}
         self.pod_ips: dict[tuple[str, bytes], set[str]] = {}  # (ns, ip) → pod names
-        self.cluster_ip_ptr: dict[bytes, dict[Key, str]] = {}
-        self.endpoint_ptr: dict[bytes, dict[Key, tuple[str, ...]]] = {}
+        # Reverse map, as Service keys only (targets are built from the view when asked):
+        self.cluster_ip_ptr: dict[bytes, Key] = {}  # ClusterIP → its Service
+        self.endpoint_ptr: dict[bytes, tuple[Key, ...]] = {}  # ready endpoint address → Services
         self.synced_kinds: set[Kind] = set()
         self.serial = int(self._clock())
         # Generations bumped on every change a query could see: per namespace, and "" for the whole
@@ -119,21 +110,21 @@ class ClusterIndex:
     def ptr_targets(self, ip: bytes) -> list[tuple[str, str]]:
         """(namespace, relative target) of the PTRs for `ip`: its ClusterIP's Service if any (first
         only, as CoreDNS), else one per Service whose ready endpoint has that address."""
-        owners = self.cluster_ip_ptr.get(ip)
-        if owners:
-            (ns, _), target = next(iter(owners.items()))
-            return [(ns, target)]
+        owner = self.cluster_ip_ptr.get(ip)
+        if owner is not None:
+            return [(owner[0], self.views[owner].relname)]
         out: dict[tuple[str, str], None] = {}
-        for (ns, _), targets in (self.endpoint_ptr.get(ip) or {}).items():
-            for t in targets:
-                out[(ns, t)] = None
+        for key in self.endpoint_ptr.get(ip, ()):
+            view = self.views[key]
+            for label in view.endpoint_labels(ip):
+                out[(key[0], f"{label}.{view.relname}")] = None
         return list(out)
 
     def pod_exists(self, namespace: str, ip: bytes) -> bool:
         return bool(self.pod_ips.get((namespace, ip)))
 
     def services_with_endpoint(self, ip: bytes) -> list[Key]:
-        return list((self.endpoint_ptr.get(ip) or {}).keys())
+        return list(self.endpoint_ptr.get(ip, ()))
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -272,26 +263,25 @@ class ClusterIndex:
         )
 
     def _set_ptrs(self, key: Key, old: ServiceView | None, new: ServiceView | None) -> None:
-        """Replace the PTR contributions of one Service: ClusterIPs and endpoint addresses apart."""
+        """Replace one Service's entries in the reverse map: its ClusterIPs and endpoint addresses."""
         if old is not None:
-            for ip_text, _ in old.ptrs:
-                ip = packed_ip(ip_text)
-                if ip is not None:
-                    _drop(self.cluster_ip_ptr, ip, key)
-                    _drop(self.endpoint_ptr, ip, key)
+            for ip in _packed_all(old.cluster_ips):
+                if self.cluster_ip_ptr.get(ip) == key:
+                    del self.cluster_ip_ptr[ip]
+            for ip in _packed_all(_endpoint_ips(old)):
+                keys = tuple(k for k in self.endpoint_ptr.get(ip, ()) if k != key)
+                if keys:
+                    self.endpoint_ptr[ip] = keys
+                else:
+                    self.endpoint_ptr.pop(ip, None)
         if new is None:
             return
-        endpoint_targets: dict[bytes, list[str]] = {}
-        for ip_text, target in new.ptrs:
-            ip = packed_ip(ip_text)
-            if ip is None:
-                continue
-            if target == new.relname:
-                self.cluster_ip_ptr.setdefault(ip, {})[key] = target
-            else:
-                endpoint_targets.setdefault(ip, []).append(target)
-        for ip, targets in endpoint_targets.items():
-            self.endpoint_ptr.setdefault(ip, {})[key] = tuple(dict.fromkeys(targets))
+        for ip in _packed_all(new.cluster_ips):
+            self.cluster_ip_ptr.setdefault(ip, key)
+        for ip in _packed_all(_endpoint_ips(new)):
+            keys = self.endpoint_ptr.get(ip, ())
+            if key not in keys:
+                self.endpoint_ptr[ip] = (*keys, key)
 
     def _bump(self, scope: str) -> None:
         """Something in namespace `scope` changed: replies computed from it are stale."""
@@ -318,10 +308,9 @@ def _lost_all_endpoints(old: ServiceView | None, new: ServiceView | None) -> boo
     return old is not None and new is not None and bool(old.endpoints) and not new.endpoints
 
 
-_V = TypeVar("_V")
+def _endpoint_ips(view: ServiceView) -> set[str]:
+    return {ip for addrs in view.endpoints.values() for ip in (*addrs.v4, *addrs.v6)}
 
 
-def _drop(table: dict[bytes, dict[Key, _V]], ip: bytes, key: Key) -> None:
-    entry = table.get(ip)
-    if entry is not None and entry.pop(key, None) is not None and not entry:
-        del table[ip]
+def _packed_all(ips: Iterable[str]) -> set[bytes]:
+    return {p for p in map(packed_ip, ips) if p is not None}

@@ -83,8 +83,9 @@ class InformerTiming:
             try:
                 values[key] = (int if types[key] in (int, "int") else float)(text)
             except (KeyError, ValueError):
-                raise ValueError(f"{TIMING_ENV}: bad item {item!r} (want FIELD=NUMBER, FIELD one of "
-                                 f"{', '.join(types)})") from None
+                raise ValueError(
+                    f"{TIMING_ENV}: bad item {item!r} (want FIELD=NUMBER, FIELD one of {', '.join(types)})"
+                ) from None
         return cls(**values)
 
 
@@ -149,8 +150,14 @@ class InformerSet:
     Corefile reload that replaces the plugin leaves no connection behind.
     """
 
-    def __init__(self, client: ApiClient, sink: ObjectSink, specs: Sequence[WatchSpec], *,
-                 timing: InformerTiming | None = None) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        sink: ObjectSink,
+        specs: Sequence[WatchSpec],
+        *,
+        timing: InformerTiming | None = None,
+    ) -> None:
         kinds = [s.kind for s in specs]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"one WatchSpec per kind, got {kinds}")
@@ -233,8 +240,9 @@ class InformerSet:
             await asyncio.wait_for(inf.wake.wait(), delay)
         inf.wakeable = False
 
-    def _failed(self, inf: _Informer, what: str, delay: float, then: str = "retrying",
-                *, log_it: bool = True) -> float:
+    def _failed(
+        self, inf: _Informer, what: str, delay: float, then: str = "retrying", *, log_it: bool = True
+    ) -> float:
         st, now = inf.stats, time.monotonic()
         st.errors += 1
         st.last_error, st.last_error_time = what, now
@@ -247,8 +255,12 @@ class InformerSet:
     def _recovered(self, inf: _Informer, what: str) -> None:
         """A list or watch got through: log the end of an outage, wake the kinds still backing off."""
         if inf.failing_since is not None:
-            log.info("%s %s: API connection restored after %.1fs", what, inf.spec.kind.value,
-                     time.monotonic() - inf.failing_since)
+            log.info(
+                "%s %s: API connection restored after %.1fs",
+                what,
+                inf.spec.kind.value,
+                time.monotonic() - inf.failing_since,
+            )
             inf.failing_since = None
         # The server is reachable: kinds waiting out a connection-error backoff (up to backoff_max)
         # retry now, so after an outage every kind catches up at once, not up to 30 s apart.
@@ -273,8 +285,9 @@ class InformerSet:
         params["limit"] = str(self.timing.page_size)
         while True:
             try:
-                page = await self.client.get_json(kind.api_path, params,
-                                                  read_timeout=self.timing.read_timeout)
+                page = await self.client.get_json(
+                    kind.api_path, params, read_timeout=self.timing.read_timeout
+                )
             except ApiError as exc:
                 if exc.status == 410:  # the continue token outlived etcd's compaction
                     raise Gone(f"continue token expired ({exc})") from exc
@@ -311,12 +324,14 @@ class InformerSet:
         """
         kind, st, t = inf.spec.kind, inf.stats, self.timing
         params = self._params(inf.spec)
-        params.update({
-            "watch": "1",
-            "allowWatchBookmarks": "true",
-            "resourceVersion": st.resource_version,
-            "timeoutSeconds": str(max(1, int(t.watch_timeout * random.uniform(1.0, 2.0)))),
-        })
+        params.update(
+            {
+                "watch": "1",
+                "allowWatchBookmarks": "true",
+                "resourceVersion": st.resource_version,
+                "timeoutSeconds": str(max(1, int(t.watch_timeout * random.uniform(1.0, 2.0)))),
+            }
+        )
         if st.watches:
             st.watch_restarts += 1
         st.watches += 1

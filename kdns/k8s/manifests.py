@@ -95,8 +95,9 @@ class ManifestSource:
     files that later vanish or break are logged and keep their last good objects.
     """
 
-    def __init__(self, paths: Sequence[str], sink: ObjectSink, kinds: Sequence[Kind],
-                 poll_interval: float = 1.0) -> None:
+    def __init__(
+        self, paths: Sequence[str], sink: ObjectSink, kinds: Sequence[Kind], poll_interval: float = 1.0
+    ) -> None:
         self.paths = list(paths)
         manifest_files(self.paths)  # fail early on a missing path
         self.sink, self.kinds, self.poll_interval = sink, list(kinds), poll_interval
@@ -190,8 +191,12 @@ class ManifestSource:
                 if kind not in by_kind:
                     continue
                 if model.key in by_kind[kind]:
-                    log.warning("manifests %s: %s %s defined twice, the later one wins", path,
-                                kind.kind_name, "/".join(filter(None, model.key)))
+                    log.warning(
+                        "manifests %s: %s %s defined twice, the later one wins",
+                        path,
+                        kind.kind_name,
+                        "/".join(filter(None, model.key)),
+                    )
                 by_kind[kind][model.key] = model
         if Kind.NAMESPACE in by_kind:
             for ns in namespaces:

@@ -44,7 +44,14 @@ class Kind(StrEnum):
 
 
 def _s(value: object) -> str:
+    """Interned: for strings many objects repeat (namespaces, protocols, port names, hostnames)."""
     return sys.intern(str(value)) if value is not None else ""
+
+
+def _u(value: object) -> str:
+    """Not interned: for strings nearly unique to one object (IPs, pod names), where interning only
+    grows the intern table."""
+    return str(value) if value is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +136,7 @@ class EndpointSlice:
             ref = ep.get("targetRef") or {}
             endpoints.append(
                 Endpoint(
-                    addresses=tuple(_s(a) for a in ep.get("addresses") or ()),
+                    addresses=tuple(_u(a) for a in ep.get("addresses") or ()),
                     ready=ready is None or bool(ready),
                     hostname=_s(ep["hostname"]) if ep.get("hostname") else None,
                     target_name=_s(ref["name"])
@@ -182,8 +189,8 @@ class Pod:
         meta, status = obj.get("metadata") or {}, obj.get("status") or {}
         return cls(
             namespace=_s(meta.get("namespace") or "default"),
-            name=_s(meta.get("name")),
-            ip=_s(status.get("podIP") or ""),
+            name=_u(meta.get("name")),
+            ip=_u(status.get("podIP") or ""),
             terminating=bool(meta.get("deletionTimestamp")),
         )
 

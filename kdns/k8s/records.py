@@ -51,11 +51,28 @@ class ServiceView:
     endpoints: dict[str, Addresses] = field(default_factory=dict)  # label → addresses (`<label>.<svc>…`)
     srv_by_port: dict[tuple[str, str], tuple[SrvRecord, ...]] = field(default_factory=dict)  # (name, proto)
     srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CDNS extension, §13)
-    ptrs: tuple[tuple[str, str], ...] = ()  # (ip, target relative name); ClusterIPs first
+    cluster_ips: tuple[str, ...] = ()  # PTR → the Service; endpoints' addresses PTR → their labels
 
     @property
     def relname(self) -> str:
         return f"{self.name}.{self.namespace}.svc"
+
+    def endpoint_labels(self, ip: bytes) -> list[str]:
+        """Labels of the ready endpoints with address `ip` (packed), for PTR answers. A linear scan:
+        PTR queries are rare, and storing targets per address cost ~40 MB at 100k endpoints."""
+        return [
+            label
+            for label, addrs in self.endpoints.items()
+            if any(packed_ip(a) == ip for a in (*addrs.v4, *addrs.v6))
+        ]
+
+
+def packed_ip(ip: str) -> bytes | None:
+    """Canonical form for comparing addresses (§3: compare parsed addresses, never strings)."""
+    try:
+        return ipaddress.ip_address(ip).packed
+    except ValueError:
+        return None
 
 
 def dashed_ip(ip: str) -> str:
@@ -158,7 +175,6 @@ def build_view(
                 srv_all.append(entry)
                 if p.name:
                     srv_by_port.setdefault((p.name.lower(), p.protocol), []).append(entry)
-        ptrs = tuple((r.ip, f"{r.label}.{rel}") for r in ready)
     else:
         addresses = split_families(svc.cluster_ips)
         exists = not (ignore_empty_service and not ready)
@@ -168,8 +184,6 @@ def build_view(
                 srv_all.append(entry)
                 if p.name:
                     srv_by_port.setdefault((p.name.lower(), p.protocol), []).append(entry)
-        # CDNS: a ClusterIP answers PTR for itself; its endpoints also get PTRs (extension, §13).
-        ptrs = tuple((ip, rel) for ip in svc.cluster_ips) + tuple((r.ip, f"{r.label}.{rel}") for r in ready)
     return ServiceView(
         namespace=ns,
         name=name,
@@ -179,7 +193,7 @@ def build_view(
         endpoints=endpoint_addrs,
         srv_by_port={k: _srv_set(v) for k, v in srv_by_port.items()},
         srv_all=_srv_set(srv_all),
-        ptrs=ptrs,
+        cluster_ips=() if svc.headless else svc.cluster_ips,
     )
 
 

@@ -10,6 +10,7 @@ old plugins; on any error the old configuration keeps running. Shutdown: plugins
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ class Runtime:
             await listener.start()
             self.listeners[key] = listener
         self._notify_new_dispatchers()
+        _freeze_long_lived()
         for observe in self.reload_observers:
             observe(True, corefile)
 
@@ -106,6 +108,7 @@ class Runtime:
             if old is not None:
                 await self._stop_plugins(old.plugins)
             self._notify_new_dispatchers()
+            _freeze_long_lived()
             for observe in self.reload_observers:
                 observe(True, corefile)
             _log.info("Reloading complete")
@@ -178,6 +181,15 @@ class Runtime:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _freeze_long_lived() -> None:
+    """Move everything alive now (configuration, synced cluster data: millions of objects at 100k
+    endpoints) out of the cyclic collector's reach. Otherwise every full collection walks them all,
+    which showed as tens of milliseconds of p99 latency. They are still freed by reference counting
+    when the index drops them; only cycles among them would leak, and the models hold none."""
+    gc.collect()
+    gc.freeze()
 
 
 def banner(corefile: Corefile, dns_port: int, version: str) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kdns.k8s.index import HANDOVER_HOLD, ClusterIndex, packed_ip
+from kdns.k8s.index import HANDOVER_HOLD, ClusterIndex
 from kdns.k8s.models import Kind, parse_object
+from kdns.k8s.records import packed_ip
 from tests.support import objects as o
 
 

@@ -25,8 +25,8 @@ from enum import Enum
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SRV, TXT, A
 
-from kdns.k8s.index import ClusterIndex, packed_ip
-from kdns.k8s.records import Addresses, ServiceView, SrvRecord, split_families
+from kdns.k8s.index import ClusterIndex
+from kdns.k8s.records import Addresses, ServiceView, SrvRecord, packed_ip, split_families
 from kdns.plugins.kubernetes.names import address_from_pod_label, address_from_reverse
 from kdns.plugins.kubernetes.options import REVERSE_SUFFIXES, KubernetesOptions, is_reverse_zone
 
