@@ -30,7 +30,8 @@ FROM ${BASE}
 RUN set -eu; \
     interp="$(readlink -f "$(command -v python3)")"; \
     if ! command -v setcap >/dev/null; then \
-      apt-get update; apt-get install -y --no-install-recommends libcap2-bin; added=1; \
+      apt-get update; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libcap2-bin; \
+      added=1; \
     fi; \
     setcap cap_net_bind_service=+ep "$interp"; \
     case "$(getcap "$interp")" in *cap_net_bind_service*) ;; *) exit 1 ;; esac; \

@@ -7,6 +7,7 @@
 # (Debian's own package mirror) and cached. kdns and its dependencies are built into wheels here,
 # outside the image, so the build itself needs no network. See deploy/README.md.
 set -euo pipefail
+shopt -s inherit_errexit
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/kdns/__init__.py")"
@@ -18,7 +19,6 @@ CACHE="${KDNS_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kdns-image}"
 PY="${PYTHON:-}"
 LOCAL_BASE="localhost/kdns-base:bookworm-python3"
 PUBLIC_BASE="python:3.12-slim"
-WHEELS="$ROOT/dist/wheels"   # inside the build context; .dockerignore sends only this
 
 usage() {
   cat <<EOF
@@ -52,6 +52,11 @@ fi
 for tool in buildah mmdebstrap; do
   command -v "$tool" >/dev/null || { echo "build-image.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
+# The build context holds only the wheels (the layout the Dockerfile expects: dist/wheels/), in a
+# directory of this run's own, so concurrent builds of one checkout do not trip over each other.
+CONTEXT="$(mktemp -d "${TMPDIR:-/tmp}/kdns-image.XXXXXX")"
+trap 'rm -rf "$CONTEXT"' EXIT
+WHEELS="$CONTEXT/dist/wheels"
 
 bah() { buildah --storage-driver vfs "$@"; }
 have_image() { bah inspect --type image "$1" >/dev/null 2>&1; }
@@ -67,14 +72,14 @@ local_base() {
   if [ ! -s "$tarball" ]; then
     step "assembling $LOCAL_BASE with mmdebstrap"
     mkdir -p "$CACHE"
-    mmdebstrap --quiet --variant=minbase --include=python3,libcap2-bin \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,libcap2-bin \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$tarball.part"
-    mv "$tarball.part" "$tarball"
+      --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$tarball.$$.part"
+    mv "$tarball.$$.part" "$tarball"   # whole or not at all, also with concurrent builds
   fi
   step "importing $tarball as $LOCAL_BASE"
   local c
-  c="$(bah from scratch)"
+  c="$(bah from --name "kdns-base-$$" scratch)"
   bah add "$c" "$tarball" / >/dev/null
   bah config --cmd '["/usr/bin/python3"]' \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
@@ -95,7 +100,7 @@ fi
 # kdns's own (pure) wheel plus binary wheels downloaded for the base's Python and this machine.
 target_python() {
   local c v
-  c="$(bah from --pull=never --quiet "$1")"
+  c="$(bah from --name "kdns-probe-$$" --pull=never --quiet "$1")"
   v="$(bah run --isolation chroot "$c" -- python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
   bah rm "$c" >/dev/null
   echo "$v"
@@ -103,29 +108,29 @@ target_python() {
 step "base $BASE"
 TARGET_PY="$(target_python "$BASE")"
 HOST_PY="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-step "wheels for python $TARGET_PY (builder python $HOST_PY) into $WHEELS"
-rm -rf "$WHEELS"
+[ -n "$TARGET_PY" ] || { echo "build-image.sh: cannot run python3 in $BASE" >&2; exit 1; }
+step "wheels for python $TARGET_PY (builder python $HOST_PY)"
 mkdir -p "$WHEELS"
-pipq=("$PY" -m pip --disable-pip-version-check -q)
+pipq() {  # pip's chatter goes to a log, shown only when pip fails
+  "$PY" -m pip --disable-pip-version-check -q "$@" >"$CONTEXT/pip.log" 2>&1 || { cat "$CONTEXT/pip.log" >&2; return 1; }
+}
 if [ "$TARGET_PY" = "$HOST_PY" ]; then
-  "${pipq[@]}" wheel -w "$WHEELS" "$ROOT[fast]" pip
+  pipq wheel -w "$WHEELS" "$ROOT[fast]" pip
 else
-  "${pipq[@]}" wheel --no-deps -w "$WHEELS" "$ROOT"
+  pipq wheel --no-deps -w "$WHEELS" "$ROOT"
   kdns_wheel="$(echo "$WHEELS"/kdns-*.whl)"
-  "${pipq[@]}" download -d "$WHEELS" --only-binary=:all: --python-version "$TARGET_PY" \
+  pipq download -d "$WHEELS" --only-binary=:all: --python-version "$TARGET_PY" \
     --implementation cp --platform "manylinux_2_17_$(uname -m)" --platform "manylinux2014_$(uname -m)" \
     --platform "manylinux_2_28_$(uname -m)" "$kdns_wheel[fast]" pip
 fi
 
 # --- image -------------------------------------------------------------------------------------
-old_id="$(bah inspect --type image --format '{{.FromImageID}}' "$TAG" 2>/dev/null || true)"
 step "buildah bud $TAG FROM $BASE"
 bah bud --quiet --isolation chroot --pull=never --layers=false --build-arg "BASE=$BASE" \
-  -f "$ROOT/Dockerfile" -t "$TAG" "$ROOT" >/dev/null
+  -f "$ROOT/Dockerfile" -t "$TAG" "$CONTEXT" >/dev/null
 new_id="$(bah inspect --type image --format '{{.FromImageID}}' "$TAG")"
-if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-  bah rmi "$old_id" >/dev/null 2>&1 || true   # the previous build of this tag, now untagged
-fi
+# Earlier builds of the tag are now untagged; in vfs storage each is a full copy (~350 MB).
+bah rmi --prune >/dev/null 2>&1 || true
 
 # kubelet looks the image up under the Deployment's name (kdns:TAG = docker.io/library/kdns:TAG),
 # so the archive carries $TAG itself.

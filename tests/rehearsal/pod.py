@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dns.exception
 import dns.message
 import yaml
 
@@ -47,6 +48,7 @@ NODE_IP, POD_IP = "169.254.53.1", "169.254.53.2"  # link-local, only inside the 
 API_PORT = 6443
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 POD_NAME = "coredns-5d78c9869d-rh3sl"
+WAIT = 60.0  # generous: the machine is shared; CoreDNS's own startup wait for the API is 5s
 
 
 def manifest_objects() -> dict[str, dict[str, Any]]:
@@ -59,15 +61,18 @@ def kind_corefile() -> str:
 
 
 def eventually(fn: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll fn until it returns something other than None (generous timeouts: the machine is shared)."""
+    """Poll fn until it returns something other than None; a refused or timed-out query counts as not yet."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = fn()
-        if last is not None:
-            return last
+        try:
+            value = fn()
+        except (OSError, dns.exception.DNSException) as e:
+            value, last = None, e
+        if value is not None:
+            return value
         time.sleep(interval)
-    raise TimeoutError(f"{what} not seen within {timeout:.0f}s")
+    raise TimeoutError(f"{what} not seen within {timeout:.0f}s (last error: {last!r})")
 
 
 def cluster_objects() -> list[dict[str, Any]]:
@@ -182,6 +187,18 @@ class KindPod:
                 self.upstream.shutdown()
         self.pod.delete()
         self.node.delete()
+
+    def until(self, fn: Callable[[], T | None], what: str, timeout: float = WAIT, interval: float = 0.5) -> T:
+        """`eventually`, failing at once if kdns has exited; either failure shows kdns's log."""
+        def check() -> T | None:
+            if not self.container.running():
+                code = self.container.proc.returncode if self.container.proc else None
+                raise AssertionError(f"kdns exited ({code}) before {what}:\n{self.container.logs()}")
+            return fn()
+        try:
+            return eventually(check, timeout, what, interval)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}\n--- kdns log ---\n{self.container.logs()}") from None
 
     # --- what the node sees -------------------------------------------------------------------------
 

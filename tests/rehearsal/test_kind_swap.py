@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.rehearsal.image import Image, resolve_in
-from tests.rehearsal.pod import KindPod, eventually, manifest_objects
+from tests.rehearsal.pod import WAIT, KindPod, eventually, manifest_objects
 from tests.rehearsal.runc import Container, Mount, kubelet_spec
 from tests.rehearsal.volumes import AtomicVolume
 from tests.support.dnsclient import answer_texts, rcode
@@ -33,7 +33,6 @@ CAP_NET_BIND_SERVICE = 10
 VFS_CAP_FLAGS_EFFECTIVE = 0x000001
 KUBERNETES_A = "kubernetes.default.svc.cluster.local."
 HEALTH, READY, METRICS = 8080, 8181, 9153
-WAIT = 60.0  # generous: the machine is shared; CoreDNS's own startup wait is 5s
 
 
 def file_caps(path: Path) -> tuple[int, bool]:
@@ -114,8 +113,7 @@ def test_port_53_binds_only_through_the_file_capability(kdns_image: Image, tmp_p
 # --- the pod ----------------------------------------------------------------------------------------
 
 def test_kdns_runs_under_kubelets_restrictions(kind_pod: KindPod, kdns_image: Image) -> None:
-    eventually(lambda: listening(kind_pod.container.pid(), 53) == {"udp", "tcp"} or None, WAIT,
-               f"kdns listening on :53\n{kind_pod.container.logs()}")
+    kind_pod.until(lambda: listening(kind_pod.container.pid(), 53) == {"udp", "tcp"} or None, "kdns on :53")
     st = kind_pod.container.proc_status()
     assert st["Uid"].split() == ["65532"] * 4 and st["Gid"].split() == ["65532"] * 4
     only_bind = f"{1 << CAP_NET_BIND_SERVICE:016x}"
@@ -135,15 +133,13 @@ def test_kdns_runs_under_kubelets_restrictions(kind_pod: KindPod, kdns_image: Im
 
 def test_health_ok_and_ready_503_until_the_api_is_synced(kind_pod: KindPod) -> None:
     assert not kind_pod.api_started, "this check must run before anything starts the API server"
-    body = eventually(lambda: kind_pod.http_ok(HEALTH, "/health"), WAIT,
-                      f"/health 200\n{kind_pod.container.logs()}")
+    body = kind_pod.until(lambda: kind_pod.http_ok(HEALTH, "/health"), "/health 200")
     assert body == "OK"
     status, body = kind_pod.http(READY, "/ready")
     assert status == 503 and "kubernetes" in body, (status, body)
     assert rcode(kind_pod.dns(KUBERNETES_A)) == "SERVFAIL"  # cluster names wait for the first sync
     kind_pod.start_api()
-    body = eventually(lambda: kind_pod.http_ok(READY, "/ready"), WAIT,
-                      f"/ready 200 after the API came up\n{kind_pod.container.logs()}")
+    body = kind_pod.until(lambda: kind_pod.http_ok(READY, "/ready"), "/ready 200 after the API came up")
     assert body == "OK"
     calls = kind_pod.api.requests()
     assert calls, "kdns never reached the API server"
@@ -152,8 +148,7 @@ def test_health_ok_and_ready_503_until_the_api_is_synced(kind_pod: KindPod) -> N
 
 def _synced(kind_pod: KindPod) -> None:
     kind_pod.start_api()
-    eventually(lambda: rcode(kind_pod.dns(KUBERNETES_A)) == "NOERROR" or None, WAIT,
-               f"{KUBERNETES_A} answered\n{kind_pod.container.logs()}")
+    kind_pod.until(lambda: rcode(kind_pod.dns(KUBERNETES_A)) == "NOERROR" or None, f"{KUBERNETES_A} answered")
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
@@ -212,11 +207,14 @@ def test_configmap_edit_is_picked_up_by_reload(kind_pod: KindPod) -> None:
     start = time.monotonic()
 
     def ttl_now() -> int | None:
-        reply = kind_pod.dns(KUBERNETES_A)  # every answer meanwhile must be a good one: no dropped queries
+        try:  # every answer meanwhile must be a good one: the reload drops no queries
+            reply = kind_pod.dns(KUBERNETES_A)
+        except (OSError, dns.exception.DNSException) as e:
+            raise AssertionError(f"query failed during the reload: {e!r}") from e
         assert rcode(reply) == "NOERROR" and answer_texts(reply, "A") == ["10.96.0.1"], reply
         return 10 if reply.answer[0].ttl == 10 else None
 
-    eventually(ttl_now, WAIT, f"ttl 10 after the ConfigMap edit\n{kind_pod.container.logs()}", interval=1.0)
+    kind_pod.until(ttl_now, "ttl 10 after the ConfigMap edit", interval=1.0)
     print(f"\nreload applied the edited Corefile {time.monotonic() - start:.0f}s after the ..data swap")
 
 
