@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kdns.k8s.models import EndpointSlice, Kind, Model, Namespace, Pod, Service
-from kdns.k8s.records import ServiceView, build_view, packed_ip
+from kdns.k8s.records import Addresses, ServiceView, build_view, endpoint_names, packed_ip
 
 Key = tuple[str, str]
 # Long enough for the controller's second write to arrive (milliseconds apart in practice, seconds
@@ -115,10 +115,21 @@ class ClusterIndex:
             return [(owner[0], self.views[owner].relname)]
         out: dict[tuple[str, str], None] = {}
         for key in self.endpoint_ptr.get(ip, ()):
-            view = self.views[key]
-            for label in view.endpoint_labels(ip):
-                out[(key[0], f"{label}.{view.relname}")] = None
+            relname = self.views[key].relname
+            for label, addrs in self.endpoints_of(key).items():  # a scan: PTR queries are rare
+                if any(packed_ip(a) == ip for a in (*addrs.v4, *addrs.v6)):
+                    out[(key[0], f"{label}.{relname}")] = None
         return list(out)
+
+    def endpoints_of(self, key: Key) -> dict[str, Addresses]:
+        """label → addresses of a Service's ready endpoints: kept in headless views, derived from
+        the slices for ClusterIP Services (see ServiceView.endpoints)."""
+        view = self.views.get(key)
+        if view is None or not view.cluster_ips:
+            return view.endpoints if view is not None else {}
+        if not self.options.use_endpoints:
+            return {}
+        return endpoint_names(self._slices_for(key), self.options.endpoint_pod_names)
 
     def pod_exists(self, namespace: str, ip: bytes) -> bool:
         return bool(self.pod_ips.get((namespace, ip)))
@@ -232,6 +243,9 @@ class ClusterIndex:
             for listener in self.listeners:
                 listener(changed)
 
+    def _slices_for(self, key: Key) -> list[EndpointSlice]:
+        return [*(self.slices_of.get(key) or {}).values(), *(self._ghosts.get(key) or {}).values()]
+
     def _hold(self, key: Key, slices: list[EndpointSlice]) -> bool:
         """Keep `slices` as ghosts of Service `key` until its next slice event or the hold expires."""
         if self.call_later is None:
@@ -252,7 +266,7 @@ class ClusterIndex:
         svc = self.services.get(key)
         if svc is None:
             return None
-        slices = [*(self.slices_of.get(key) or {}).values(), *(self._ghosts.get(key) or {}).values()]
+        slices = self._slices_for(key)
         o = self.options
         return build_view(
             svc,
@@ -268,7 +282,7 @@ class ClusterIndex:
             for ip in _packed_all(old.cluster_ips):
                 if self.cluster_ip_ptr.get(ip) == key:
                     del self.cluster_ip_ptr[ip]
-            for ip in _packed_all(_endpoint_ips(old)):
+            for ip in _packed_all(old.endpoint_ips):
                 keys = tuple(k for k in self.endpoint_ptr.get(ip, ()) if k != key)
                 if keys:
                     self.endpoint_ptr[ip] = keys
@@ -278,7 +292,7 @@ class ClusterIndex:
             return
         for ip in _packed_all(new.cluster_ips):
             self.cluster_ip_ptr.setdefault(ip, key)
-        for ip in _packed_all(_endpoint_ips(new)):
+        for ip in _packed_all(new.endpoint_ips):
             keys = self.endpoint_ptr.get(ip, ())
             if key not in keys:
                 self.endpoint_ptr[ip] = (*keys, key)
@@ -305,11 +319,7 @@ def _removes_ready_addresses(old: EndpointSlice, new: EndpointSlice | None) -> b
 
 
 def _lost_all_endpoints(old: ServiceView | None, new: ServiceView | None) -> bool:
-    return old is not None and new is not None and bool(old.endpoints) and not new.endpoints
-
-
-def _endpoint_ips(view: ServiceView) -> set[str]:
-    return {ip for addrs in view.endpoints.values() for ip in (*addrs.v4, *addrs.v6)}
+    return old is not None and new is not None and bool(old.endpoint_ips) and not new.endpoint_ips
 
 
 def _packed_all(ips: Iterable[str]) -> set[bytes]:

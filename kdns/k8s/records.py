@@ -48,23 +48,18 @@ class ServiceView:
     exists: bool
     addresses: Addresses  # of `<svc>.<ns>.svc`
     cname: str | None  # ExternalName target as written (case kept), without trailing dot
-    endpoints: dict[str, Addresses] = field(default_factory=dict)  # label → addresses (`<label>.<svc>…`)
+    # label → addresses (`<label>.<svc>…`), kept for headless Services only: for ClusterIP Services
+    # these names are a CoreDNS extension asked for rarely, and holding them for the bulk of a
+    # cluster's endpoints cost ~20 MB at 100k; ClusterIndex.endpoints_of derives them when asked.
+    endpoints: dict[str, Addresses] = field(default_factory=dict)
     srv_by_port: dict[tuple[str, str], tuple[SrvRecord, ...]] = field(default_factory=dict)  # (name, proto)
     srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CDNS extension, §13)
-    cluster_ips: tuple[str, ...] = ()  # PTR → the Service; endpoints' addresses PTR → their labels
+    cluster_ips: tuple[str, ...] = ()  # PTR → the Service
+    endpoint_ips: tuple[str, ...] = ()  # ready endpoint addresses: PTR → their endpoint names
 
     @property
     def relname(self) -> str:
         return f"{self.name}.{self.namespace}.svc"
-
-    def endpoint_labels(self, ip: bytes) -> list[str]:
-        """Labels of the ready endpoints with address `ip` (packed), for PTR answers. A linear scan:
-        PTR queries are rare, and storing targets per address cost ~40 MB at 100k endpoints."""
-        return [
-            label
-            for label, addrs in self.endpoints.items()
-            if any(packed_ip(a) == ip for a in (*addrs.v4, *addrs.v6))
-        ]
 
 
 def packed_ip(ip: str) -> bytes | None:
@@ -159,10 +154,6 @@ def build_view(
         return ServiceView(ns, name, valid, Addresses(), target if valid else None)
 
     ready = _ready_endpoints(slices, endpoint_pod_names) if use_endpoints else []
-    endpoints: dict[str, list[str]] = {}
-    for r in ready:
-        endpoints.setdefault(r.label, []).append(r.ip)
-    endpoint_addrs = {label: split_families(ips) for label, ips in endpoints.items()}
 
     srv_by_port: dict[tuple[str, str], list[tuple[int, str]]] = {}
     srv_all: list[tuple[int, str]] = []
@@ -190,11 +181,24 @@ def build_view(
         exists=exists,
         addresses=addresses,
         cname=None,
-        endpoints=endpoint_addrs,
+        endpoints=_by_label(ready) if svc.headless else {},
         srv_by_port={k: _srv_set(v) for k, v in srv_by_port.items()},
         srv_all=_srv_set(srv_all),
         cluster_ips=() if svc.headless else svc.cluster_ips,
+        endpoint_ips=_dedup(r.ip for r in ready),
     )
+
+
+def endpoint_names(slices: Iterable[EndpointSlice], endpoint_pod_names: bool) -> dict[str, Addresses]:
+    """label → addresses of the ready endpoints of `slices` (the `<label>.<svc>…` names)."""
+    return _by_label(_ready_endpoints(slices, endpoint_pod_names))
+
+
+def _by_label(ready: Iterable[_ReadyEndpoint]) -> dict[str, Addresses]:
+    grouped: dict[str, list[str]] = {}
+    for r in ready:
+        grouped.setdefault(r.label, []).append(r.ip)
+    return {label: split_families(ips) for label, ips in grouped.items()}
 
 
 def _is_ip(text: str) -> bool:

@@ -182,7 +182,7 @@ class Lookup:
         return self._addresses(owner, view.addresses, qtype)
 
     def _endpoint(self, owner: str, view: ServiceView, label: str, qtype: int) -> Result:
-        addrs = view.endpoints.get(label)
+        addrs = self.index.endpoints_of((view.namespace, view.name)).get(label)
         if addrs is not None:
             return self._addresses(owner, addrs, qtype)
         # `_tcp.<svc>…` is an empty non-terminal when `_<port>._tcp.<svc>…` exists (RFC 8020: NODATA).
