@@ -77,14 +77,16 @@ def _kdns_records(manifests: Path) -> set[Rec]:
 
 def _view_records(index: ClusterIndex) -> Iterator[Rec]:
     ttl = gen.TTL
-    for view in index.views.values():
+    for key, view in index.views.items():
         if not view.exists:
             continue
         owner = f"{view.relname}.{gen.ZONE}."
         if view.cname is not None:
             yield _canon(owner, ttl, "CNAME", view.cname + ".")
             continue
-        named = [(owner, view.addresses)] + [(f"{label}.{owner}", a) for label, a in view.endpoints.items()]
+        named = [(owner, view.addresses)] + [
+            (f"{label}.{owner}", a) for label, a in index.endpoints_of(key).items()
+        ]
         for name, addrs in named:
             yield from (_canon(name, ttl, "A", ip) for ip in addrs.v4)
             yield from (_canon(name, ttl, "AAAA", ip) for ip in addrs.v6)
