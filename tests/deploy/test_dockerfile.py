@@ -11,8 +11,9 @@ HADOLINT = Path(sys.executable).with_name("hadolint")
 
 
 def _hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(HADOLINT), "--no-color", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(HADOLINT), "--no-color", str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_dockerfile_is_hadolint_clean() -> None:

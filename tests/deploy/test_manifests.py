@@ -23,8 +23,9 @@ VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
 
 
 def _validate(path: Path, version: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VALIDATE), "--strict", "-k", version, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(VALIDATE), "--strict", "-k", version, str(path)], capture_output=True, text=True, timeout=120
+    )
 
 
 def _objects() -> dict[str, dict[str, Any]]:
@@ -51,12 +52,21 @@ def test_validator_rejects_an_unknown_field(tmp_path: Path) -> None:
 def test_objects_are_kubeadms_with_the_kdns_image() -> None:
     objs = _objects()
     assert sorted(objs) == [
-        "ClusterRole/system:coredns", "ClusterRoleBinding/system:coredns", "ConfigMap/coredns",
-        "Deployment/coredns", "Service/kube-dns", "ServiceAccount/coredns"]
+        "ClusterRole/system:coredns",
+        "ClusterRoleBinding/system:coredns",
+        "ConfigMap/coredns",
+        "Deployment/coredns",
+        "Service/kube-dns",
+        "ServiceAccount/coredns",
+    ]
     rules = objs["ClusterRole/system:coredns"]["rules"]
     assert {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]} == {
-        ("", "endpoints"), ("", "services"), ("", "pods"), ("", "namespaces"),
-        ("discovery.k8s.io", "endpointslices")}
+        ("", "endpoints"),
+        ("", "services"),
+        ("", "pods"),
+        ("", "namespaces"),
+        ("discovery.k8s.io", "endpointslices"),
+    }
     assert all(rule["verbs"] == ["list", "watch"] for rule in rules)
     binding = objs["ClusterRoleBinding/system:coredns"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}]
@@ -71,20 +81,34 @@ def test_objects_are_kubeadms_with_the_kdns_image() -> None:
     assert c["image"] == f"kdns:{kdns.__version__}"
     assert "command" not in c and c["args"] == ["-conf", "/etc/coredns/Corefile"]
     assert {(p["name"], p["containerPort"], p["protocol"]) for p in c["ports"]} == {
-        ("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP"),
-        ("liveness-probe", 8080, "TCP"), ("readiness-probe", 8181, "TCP")}
+        ("dns", 53, "UDP"),
+        ("dns-tcp", 53, "TCP"),
+        ("metrics", 9153, "TCP"),
+        ("liveness-probe", 8080, "TCP"),
+        ("readiness-probe", 8181, "TCP"),
+    }
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "liveness-probe", "scheme": "HTTP"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "readiness-probe", "scheme": "HTTP"}
-    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+    }
     assert c["volumeMounts"] == [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": True}]
-    assert pod["volumes"] == [{"name": "config-volume", "configMap": {
-        "name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}]
+    assert pod["volumes"] == [
+        {
+            "name": "config-volume",
+            "configMap": {"name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]},
+        }
+    ]
 
     svc = objs["Service/kube-dns"]["spec"]
     assert svc["clusterIP"] == "10.96.0.10" and svc["selector"] == {"k8s-app": "kube-dns"}
     assert {(p["name"], p["port"], p["protocol"]) for p in svc["ports"]} == {
-        ("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")}
+        ("dns", 53, "UDP"),
+        ("dns-tcp", 53, "TCP"),
+        ("metrics", 9153, "TCP"),
+    }
 
 
 def test_configmap_holds_kinds_default_corefile() -> None:
@@ -93,13 +117,27 @@ def test_configmap_holds_kinds_default_corefile() -> None:
     (block,) = corefile.blocks
     assert [str(a) for a in block.addresses] == ["dns://.:53"]
     lines = {d.name: (d.args, [(c.name, c.args) for c in d.children]) for d in block.directives}
-    assert list(lines) == ["errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache",
-                           "loop", "reload", "loadbalance"]
+    assert list(lines) == [
+        "errors",
+        "health",
+        "ready",
+        "kubernetes",
+        "prometheus",
+        "forward",
+        "cache",
+        "loop",
+        "reload",
+        "loadbalance",
+    ]
     assert lines["health"] == ((), [("lameduck", ("5s",))])
-    assert lines["kubernetes"] == (("cluster.local", "in-addr.arpa", "ip6.arpa"), [
-        ("pods", ("insecure",)), ("fallthrough", ("in-addr.arpa", "ip6.arpa")), ("ttl", ("30",))])
+    assert lines["kubernetes"] == (
+        ("cluster.local", "in-addr.arpa", "ip6.arpa"),
+        [("pods", ("insecure",)), ("fallthrough", ("in-addr.arpa", "ip6.arpa")), ("ttl", ("30",))],
+    )
     assert lines["prometheus"] == ((":9153",), [])
     assert lines["forward"] == ((".", "/etc/resolv.conf"), [("max_concurrent", ("1000",))])
-    assert lines["cache"] == (("30",), [("disable", ("success", "cluster.local")),
-                                        ("disable", ("denial", "cluster.local"))])
+    assert lines["cache"] == (
+        ("30",),
+        [("disable", ("success", "cluster.local")), ("disable", ("denial", "cluster.local"))],
+    )
     assert all(lines[name] == ((), []) for name in ("errors", "ready", "loop", "reload", "loadbalance"))

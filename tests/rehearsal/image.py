@@ -42,8 +42,13 @@ def build_archive(dest: Path, log: Path) -> float:
     """Run the build script; the seconds it took. Its output goes to `log` (shown on failure)."""
     start = time.monotonic()
     with open(log, "wb") as out:
-        result = subprocess.run([str(BUILD_SCRIPT), "--oci-archive", str(dest), "--python", sys.executable],
-                                stdout=out, stderr=subprocess.STDOUT, timeout=1200, cwd=ROOT)
+        result = subprocess.run(
+            [str(BUILD_SCRIPT), "--oci-archive", str(dest), "--python", sys.executable],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1200,
+            cwd=ROOT,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"build-image.sh failed ({result.returncode}):\n{log.read_text(errors='replace')}")
     return time.monotonic() - start
@@ -64,10 +69,20 @@ def unpack(archive: Path, workdir: Path, build_seconds: float | None) -> Image:
     tag = entry["annotations"][REF_NAME]
     config = _blob(layout, _blob(layout, entry["digest"])["config"]["digest"])["config"]
     bundle = workdir / "bundle"
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-                   check=True, capture_output=True, timeout=300)
-    return Image(tag=tag, config=config, rootfs=bundle / "rootfs", archive=archive,
-                 build_seconds=build_seconds, unpack_seconds=time.monotonic() - start)
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return Image(
+        tag=tag,
+        config=config,
+        rootfs=bundle / "rootfs",
+        archive=archive,
+        build_seconds=build_seconds,
+        unpack_seconds=time.monotonic() - start,
+    )
 
 
 def obtain(workdir: Path) -> Image:
@@ -88,6 +103,9 @@ def resolve_in(rootfs: Path, path: str) -> Path:
         if not host.is_symlink():
             return host
         target = os.readlink(host)
-        current = target if target.startswith("/") else os.path.normpath(
-            os.path.join(os.path.dirname(current), target))
+        current = (
+            target
+            if target.startswith("/")
+            else os.path.normpath(os.path.join(os.path.dirname(current), target))
+        )
     raise RuntimeError(f"symlink loop at {path}")

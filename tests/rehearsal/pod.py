@@ -22,8 +22,6 @@ import contextlib
 import os
 import secrets
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +35,7 @@ from tests.rehearsal.netns import NetNs, veth
 from tests.rehearsal.runc import Container, Mount, kubelet_spec
 from tests.rehearsal.volumes import AtomicVolume
 from tests.support import apiserver as api
+from tests.support import http
 from tests.support import objects as o
 from tests.support.dnsclient import ask
 from tests.support.upstream import FakeUpstream
@@ -190,11 +189,13 @@ class KindPod:
 
     def until(self, fn: Callable[[], T | None], what: str, timeout: float = WAIT, interval: float = 0.5) -> T:
         """`eventually`, failing at once if kdns has exited; either failure shows kdns's log."""
+
         def check() -> T | None:
             if not self.container.running():
                 code = self.container.proc.returncode if self.container.proc else None
                 raise AssertionError(f"kdns exited ({code}) before {what}:\n{self.container.logs()}")
             return fn()
+
         try:
             return eventually(check, timeout, what, interval)
         except TimeoutError as e:
@@ -207,18 +208,15 @@ class KindPod:
         return self.node.call(ask, 53, name, rdtype, tcp=tcp, host=POD_IP, timeout=5.0)
 
     def http(self, port: int, path: str) -> tuple[int | None, str]:
-        """GET http://POD_IP:port/path from the node, as kubelet's probes do: (status or None, body)."""
+        """GET http://POD_IP:port/path from the node, as kubelet's probes do; status None if refused."""
+        try:
+            return self.node.call(http.get, f"http://{POD_IP}:{port}{path}")
+        except OSError as e:
+            return None, str(e)
 
-        def get() -> tuple[int | None, str]:
-            try:
-                with urllib.request.urlopen(f"http://{POD_IP}:{port}{path}", timeout=5) as resp:
-                    return resp.status, resp.read().decode(errors="replace")
-            except urllib.error.HTTPError as e:
-                return e.code, e.read().decode(errors="replace")
-            except OSError as e:
-                return None, str(e)
-
-        return self.node.call(get)
+    def scrape(self, port: int) -> tuple[dict[str, str], http.Samples]:
+        """/metrics from the node: family name → type, and the samples."""
+        return self.node.call(http.scrape, f"http://{POD_IP}:{port}/metrics")
 
     def http_ok(self, port: int, path: str) -> str | None:
         """The body when the GET answers 200, else None (for `eventually`)."""

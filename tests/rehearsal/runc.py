@@ -41,8 +41,15 @@ class Mount:
     readonly: bool = True
 
 
-def kubelet_spec(image: Image, container: dict[str, Any], *, env: list[str], mounts: list[Mount],
-                 hostname: str, netns: str | None) -> dict[str, Any]:
+def kubelet_spec(
+    image: Image,
+    container: dict[str, Any],
+    *,
+    env: list[str],
+    mounts: list[Mount],
+    hostname: str,
+    netns: str | None,
+) -> dict[str, Any]:
     """The image as containerd would run the Deployment's `container` (a dict from the YAML).
 
     `env` is the image's environment plus what kubelet adds; `netns` a namespace to join (None: a new one).
@@ -55,14 +62,28 @@ def kubelet_spec(image: Image, container: dict[str, Any], *, env: list[str], mou
     proc["terminal"] = False
     proc["args"] = [*image.config["Entrypoint"], *container["args"]]  # no `command`: ENTRYPOINT stays
     proc["env"] = env
-    proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [],
-                            "ambient": []}
+    proc["capabilities"] = {
+        "bounding": caps,
+        "effective": caps,
+        "permitted": caps,
+        "inheritable": [],
+        "ambient": [],
+    }
     proc["noNewPrivileges"] = not sc["allowPrivilegeEscalation"]
     spec["root"] = {"path": str(image.rootfs), "readonly": bool(sc["readOnlyRootFilesystem"])}
     spec["hostname"] = hostname
-    spec["mounts"] = [*spec["mounts"], *({
-        "destination": m.destination, "type": "bind", "source": str(m.source),
-        "options": ["rbind", "rprivate", "ro" if m.readonly else "rw"]} for m in mounts)]
+    spec["mounts"] = [
+        *spec["mounts"],
+        *(
+            {
+                "destination": m.destination,
+                "type": "bind",
+                "source": str(m.source),
+                "options": ["rbind", "rprivate", "ro" if m.readonly else "rw"],
+            }
+            for m in mounts
+        ),
+    ]
     spaces = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "network"]
     spaces.append({"type": "network", "path": netns} if netns else {"type": "network"})
     spec["linux"]["namespaces"] = spaces
@@ -81,16 +102,24 @@ class Container:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _runc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["runc", "--root", str(self.state_root), *args], capture_output=True, text=True,
-                              timeout=30, check=check)
+        return subprocess.run(
+            ["runc", "--root", str(self.state_root), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=check,
+        )
 
     def start(self, spec: dict[str, Any]) -> Container:
         self.bundle.mkdir(parents=True, exist_ok=True)
         (self.bundle / "config.json").write_text(json.dumps(spec, indent=1))
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(["runc", "--root", str(self.state_root), "run", "--bundle",
-                                          str(self.bundle), self.cid],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                ["runc", "--root", str(self.state_root), "run", "--bundle", str(self.bundle), self.cid],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while self.running() and self._runc("state", self.cid, check=False).returncode != 0:
             if time.monotonic() > deadline:
