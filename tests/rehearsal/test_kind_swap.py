@@ -28,6 +28,8 @@ from tests.rehearsal.runc import Container, Mount, kubelet_spec
 from tests.rehearsal.volumes import AtomicVolume
 from tests.support.dnsclient import answer_texts, rcode
 
+pytestmark = pytest.mark.slow  # builds the image (about a minute) and waits for reload (up to 45s)
+
 CAP_NET_BIND_SERVICE = 10
 VFS_CAP_FLAGS_EFFECTIVE = 0x000001
 KUBERNETES_A = "kubernetes.default.svc.cluster.local."
