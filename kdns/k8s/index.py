@@ -7,15 +7,22 @@ never sees half of an update (a re-list is applied in one `replace` call).
 
 Slice hand-over. The EndpointSlice controller replaces slices as two API writes (delete, then
 create; or remove an endpoint from one slice, then add it to another), and the watch delivers them
-as two events. Applied naively, a Service whose pods all stay ready has no endpoints in between:
-NXDOMAIN for a headless name. So when an event *removes* ready addresses (not a ready→false flip,
-which is a real change) and that leaves the Service with no ready address at all, the old slice is
-kept as a ghost until the next slice event for that Service or HANDOVER_HOLD seconds, whichever
-comes first. The only cost: a force-deleted last pod stays in DNS for up to HANDOVER_HOLD.
+as two events. Applied naively, a name whose pod stays ready vanishes in between: NXDOMAIN for a
+StatefulSet pod's name, or an empty A answer for a Service left with only its other family. So when
+a watch event *removes* ready endpoints outright (not a ready→false flip: the controller flips pods
+to not-ready before they go, so a flip is a real change and applies at once), the removed endpoints
+that carry a hostname, or whose address family the Service would otherwise lose altogether, are kept
+as a ghost slice until their addresses show up again in a current slice (the hand-over completed:
+the new slice decides, ready or not) or HANDOVER_HOLD seconds pass. Anything else applies in one
+step, and a re-list (one complete state) never holds anything. The cost: a force-deleted StatefulSet
+pod, or a Service's last pod of a family, stays in DNS for up to HANDOVER_HOLD.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -71,19 +78,28 @@ class ClusterIndex:
         self.listeners: list[Callable[[set[Key]], None]] = []  # told which services changed
         # Slice hand-over (see module docstring): slices whose removal is on hold, per Service.
         self.call_later: Scheduler | None = None  # set by the plugin once an event loop runs
-        self._ghosts: dict[Key, dict[str, EndpointSlice]] = {}
-        self._removed: dict[Key, list[EndpointSlice]] = {}  # this call's slices that lost ready IPs
+        self._ghosts: dict[Key, dict[int, EndpointSlice]] = {}  # Service → ghost id → removed endpoints
+        self._ghost_ids = itertools.count()
+        self._in_relist = False
+        self._removed: dict[Key, list[EndpointSlice]] = {}  # this call's removed ready endpoints
 
     # --- ObjectSink -----------------------------------------------------------------------------
 
     def replace(self, kind: Kind, objects: Iterable[Model]) -> None:
         current = self._keys_of(kind)
         seen: set[Key] = set()
-        for obj in objects:
-            self._upsert(kind, obj)
-            seen.add(obj.key)
-        for key in current - seen:
-            self._delete(kind, key)
+        if kind is Kind.ENDPOINTSLICE:  # a complete list has no hand-over gap: no ghosts, old or new
+            self._dirty.update(self._ghosts)
+            self._ghosts.clear()
+        self._in_relist = True
+        try:
+            for obj in objects:
+                self._upsert(kind, obj)
+                seen.add(obj.key)
+            for key in current - seen:
+                self._delete(kind, key)
+        finally:
+            self._in_relist = False
         self.synced_kinds.add(kind)
         self._flush()
 
@@ -156,12 +172,11 @@ class ClusterIndex:
             old = self.slices.get(obj.key)
             if old is not None and old.service_name != obj.service_name:
                 self._unlink_slice(old)
-            elif old is not None and _removes_ready_addresses(old, obj):
-                self._removed.setdefault((old.namespace, old.service_name), []).append(old)
+            elif old is not None:
+                self._hold(old, obj)
             self.slices[obj.key] = obj
             if obj.service_name:
                 svc_key = (obj.namespace, obj.service_name)
-                self._ghosts.pop(svc_key, None)  # the hand-over's second half arrived
                 self.slices_of.setdefault(svc_key, {})[obj.name] = obj
                 self._dirty.add(svc_key)
         elif isinstance(obj, Namespace):
@@ -180,13 +195,11 @@ class ClusterIndex:
     def _delete(self, kind: Kind, key: Key) -> None:
         if kind is Kind.SERVICE:
             if self.services.pop(key, None) is not None:
-                self._ghosts.pop(key, None)
                 self._dirty.add(key)
         elif kind is Kind.ENDPOINTSLICE:
             old = self.slices.pop(key, None)
             if old is not None:
-                if _removes_ready_addresses(old, None):
-                    self._removed.setdefault((old.namespace, old.service_name), []).append(old)
+                self._hold(old, None)
                 self._unlink_slice(old)
         elif kind is Kind.NAMESPACE:
             if key[1] in self.namespaces:
@@ -226,8 +239,9 @@ class ClusterIndex:
         changed: set[Key] = set()
         for key in dirty:
             old = self.views.get(key)
+            self._release_handed_over(key)
             new = self._compute(key)
-            if key in removed and _lost_all_endpoints(old, new) and self._hold(key, removed[key]):
+            if key in removed and self._keep_ghosts(key, removed[key], new):
                 new = self._compute(key)
             if new == old:
                 continue
@@ -246,19 +260,54 @@ class ClusterIndex:
     def _slices_for(self, key: Key) -> list[EndpointSlice]:
         return [*(self.slices_of.get(key) or {}).values(), *(self._ghosts.get(key) or {}).values()]
 
-    def _hold(self, key: Key, slices: list[EndpointSlice]) -> bool:
-        """Keep `slices` as ghosts of Service `key` until its next slice event or the hold expires."""
-        if self.call_later is None:
-            return False
-        ghosts = self._ghosts.setdefault(key, {})
-        for sl in slices:
-            ghosts[sl.name] = sl
-        self.call_later(HANDOVER_HOLD, lambda: self._expire(key, ghosts))
-        return True
+    def _hold(self, old: EndpointSlice, new: EndpointSlice | None) -> None:
+        """Note the ready endpoints `new` drops from `old`; _flush decides which to keep as ghosts."""
+        if self.call_later is None or self._in_relist or not old.service_name:
+            return
+        present = {ip for ep in new.endpoints for ip in ep.addresses} if new is not None else set()
+        gone = tuple(ep for ep in old.endpoints if ep.ready and not present.intersection(ep.addresses))
+        if gone:
+            key = (old.namespace, old.service_name)
+            self._removed.setdefault(key, []).append(dataclasses.replace(old, endpoints=gone))
 
-    def _expire(self, key: Key, ghosts: dict[str, EndpointSlice]) -> None:
-        if self._ghosts.get(key) is ghosts:  # not already superseded by a newer event
+    def _keep_ghosts(self, key: Key, removed: list[EndpointSlice], view: ServiceView | None) -> bool:
+        """Hold the removed endpoints a client would miss: hostnames, or a family the Service loses."""
+        if view is None or self.call_later is None:
+            return False
+        families = {6 if ":" in ip else 4 for ip in view.endpoint_ips}
+        kept = False
+        for sl in removed:
+            lost_family = (6 if sl.address_type == "IPv6" else 4) not in families
+            eps = tuple(ep for ep in sl.endpoints if ep.hostname or lost_family)
+            if eps:
+                ghost_id = next(self._ghost_ids)
+                self._ghosts.setdefault(key, {})[ghost_id] = dataclasses.replace(sl, endpoints=eps)
+                self.call_later(HANDOVER_HOLD, functools.partial(self._expire, key, ghost_id))
+                kept = True
+        return kept
+
+    def _release_handed_over(self, key: Key) -> None:
+        """Drop ghosts whose every address is in a current slice again: the new slice now decides."""
+        ghosts = self._ghosts.get(key)
+        if not ghosts:
+            return
+        current = {
+            ip
+            for sl in (self.slices_of.get(key) or {}).values()
+            for ep in sl.endpoints
+            for ip in ep.addresses
+        }
+        for ghost_id, ghost in list(ghosts.items()):
+            if key not in self.services or all(current.issuperset(ep.addresses) for ep in ghost.endpoints):
+                del ghosts[ghost_id]
+        if not ghosts:
             del self._ghosts[key]
+
+    def _expire(self, key: Key, ghost_id: int) -> None:
+        ghosts = self._ghosts.get(key)
+        if ghosts is not None and ghosts.pop(ghost_id, None) is not None:
+            if not ghosts:
+                del self._ghosts[key]
             self._dirty.add(key)
             self._flush()
 
@@ -306,20 +355,6 @@ class ClusterIndex:
         """A DNS-relevant change (CDNS §1: the SOA serial is the time of the last one)."""
         self._bump(scope)
         self.serial = int(self._clock())
-
-
-def _ready_addresses(sl: EndpointSlice) -> set[str]:
-    return {ip for ep in sl.endpoints if ep.ready for ip in ep.addresses}
-
-
-def _removes_ready_addresses(old: EndpointSlice, new: EndpointSlice | None) -> bool:
-    """True when a ready address of `old` is absent from `new` altogether (not merely unready)."""
-    present = {ip for ep in new.endpoints for ip in ep.addresses} if new is not None else set()
-    return bool(_ready_addresses(old) - present)
-
-
-def _lost_all_endpoints(old: ServiceView | None, new: ServiceView | None) -> bool:
-    return old is not None and new is not None and bool(old.endpoint_ips) and not new.endpoint_ips
 
 
 def _packed_all(ips: Iterable[str]) -> set[bytes]:

@@ -148,14 +148,78 @@ def test_a_removal_with_no_replacement_applies_when_the_hold_expires() -> None:
     assert headless_ips(idx) == ()
 
 
-def test_partial_removal_is_immediate() -> None:
+def sts_slice(name: str, svc: str, *pods: tuple[str, str]) -> dict[str, Any]:
+    """A slice of StatefulSet-style endpoints: (hostname, ip) pairs."""
+    return o.endpoint_slice(
+        name, svc, endpoints=[o.endpoint(ip, hostname=h) for h, ip in pods], ports=[o.port("http", 80)]
+    )
+
+
+def test_a_removed_pod_name_is_held_even_when_others_remain() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"),
+        o.headless("hl"),
+        sts_slice("hl-1", "hl", ("web-0", "10.0.0.1"), ("web-1", "10.0.0.2")),
+        clock=clock,
+    )
+    put(idx, sts_slice("hl-1", "hl", ("web-1", "10.0.0.2")))  # web-0 removed outright, not flipped
+    assert idx.endpoints_of(("default", "hl")).get("web-0") is not None
+    clock.run_pending()  # no slice took it over: the removal applies when the hold ends
+    assert idx.endpoints_of(("default", "hl")).get("web-0") is None
+    assert headless_ips(idx) == ("10.0.0.2",)
+
+
+def test_an_ip_swap_without_hostnames_applies_in_one_step() -> None:
     clock = FakeClock()
     idx = index_with(
         o.namespace("default"), o.headless("hl"), slice_obj("hl-1", "hl", "10.0.0.1", "10.0.0.2"), clock=clock
     )
-    put(idx, slice_obj("hl-1", "hl", "10.0.0.2"))
-    assert headless_ips(idx) == ("10.0.0.2",)
+    put(idx, slice_obj("hl-1", "hl", "10.0.0.2", "10.0.0.5"))
+    assert sorted(headless_ips(idx)) == ["10.0.0.2", "10.0.0.5"]
     assert clock.pending == []
+
+
+def test_moving_between_slices_of_a_big_service_keeps_the_name() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"),
+        o.headless("hl"),
+        sts_slice("hl-a", "hl", ("web-0", "10.0.0.1"), ("web-1", "10.0.0.2")),
+        sts_slice("hl-b", "hl", ("web-2", "10.0.0.3")),
+        clock=clock,
+    )
+    put(idx, sts_slice("hl-a", "hl", ("web-0", "10.0.0.1")))
+    assert sorted(headless_ips(idx)) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    put(idx, sts_slice("hl-b", "hl", ("web-2", "10.0.0.3"), ("web-1", "10.0.0.2")))  # hand-over completes
+    assert sorted(headless_ips(idx)) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    put(idx, sts_slice("hl-b", "hl", ("web-2", "10.0.0.3")))  # now really gone…
+    clock.run_pending()
+    assert sorted(headless_ips(idx)) == ["10.0.0.1", "10.0.0.3"]  # …once the new hold ends
+
+
+def test_dual_stack_slice_replacement_keeps_the_family() -> None:
+    clock = FakeClock()
+    v6 = o.endpoint_slice("hl-v6", "hl", address_type="IPv6", endpoints=[o.endpoint("fd00::1")])
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-v4", "hl", "10.0.0.1"), v6, clock=clock
+    )
+    idx.delete(Kind.ENDPOINTSLICE, ("default", "hl-v4"))
+    assert headless_ips(idx) == ("10.0.0.1",)  # A keeps answering while only AAAA remains in slices
+    put(idx, slice_obj("hl-v4b", "hl", "10.0.0.1"))
+    assert headless_ips(idx) == ("10.0.0.1",)
+
+
+def test_the_new_slice_decides_readiness_after_a_hand_over() -> None:
+    clock = FakeClock()
+    idx = index_with(
+        o.namespace("default"), o.headless("hl"), slice_obj("hl-a", "hl", "10.0.0.1", "10.0.0.2"), clock=clock
+    )
+    put(idx, sts_slice("hl-a", "hl", ("web-1", "10.0.0.2")))
+    put(
+        idx, o.endpoint_slice("hl-b", "hl", endpoints=[o.endpoint("10.0.0.1", hostname="web-0", ready=False)])
+    )
+    assert headless_ips(idx) == ("10.0.0.2",)  # moved, and not ready any more: the new slice decides
 
 
 def test_serial_and_generation_follow_dns_changes_only() -> None:

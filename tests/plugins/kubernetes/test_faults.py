@@ -599,15 +599,8 @@ def test_endpoint_moves_between_slices_of_a_single_slice_service(h: Harness, api
     h.check(h.state(), "after the move")
 
 
-HANDOVER_GAP = (
-    "kdns.k8s.index holds a removed slice only when the Service would be left with no ready address "
-    "at all; a hand-over that leaves other slices (a second slice of a big Service, or the other "
-    "address family of a dual-stack one) shows the moved pods' names as NXDOMAIN, or an empty A "
-    "answer, between the two events. Fix belongs in the index (lead)."
-)
 
 
-@pytest.mark.xfail(strict=True, reason=HANDOVER_GAP)
 def test_endpoint_moves_between_two_slices(h: Harness, api: ApiServer) -> None:
     """Two slices; endpoint h1 moves from the first to the second (remove, then add): h1's name and
     the Service's full address set must hold throughout."""
@@ -638,7 +631,6 @@ def test_endpoint_moves_between_two_slices(h: Harness, api: ApiServer) -> None:
     h.check(h.state(), "after the move")
 
 
-@pytest.mark.xfail(strict=True, reason=HANDOVER_GAP)
 def test_dual_stack_slice_replaced_keeps_the_a_records(h: Harness, api: ApiServer) -> None:
     """The IPv4 slice of a dual-stack headless Service is replaced (delete, then add) while the IPv6
     slice stays: the A answer must never be empty."""
