@@ -61,6 +61,16 @@ class ServicePort:
     port: int
 
 
+def _ports(ports: list[JSON] | None) -> tuple[ServicePort, ...]:
+    """Service or EndpointSlice ports (the same shape in both; protocol defaults to TCP)."""
+    return tuple(
+        ServicePort(
+            _s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0)
+        )
+        for p in ports or ()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     namespace: str
@@ -86,14 +96,9 @@ class Service:
         ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip]
         headless = svc_type != "ExternalName" and (not ips or ips[0] == "None")
         cluster_ips = (
-            () if headless or svc_type == "ExternalName" else tuple(_s(ip) for ip in ips if ip != "None")
+            () if headless or svc_type == "ExternalName" else tuple(_u(ip) for ip in ips if ip != "None")
         )
-        ports = tuple(
-            ServicePort(
-                _s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0)
-            )
-            for p in spec.get("ports") or ()
-        )
+        ports = _ports(spec.get("ports"))
         return cls(
             namespace=_s(meta.get("namespace") or "default"),
             name=_s(meta.get("name")),
@@ -139,17 +144,12 @@ class EndpointSlice:
                     addresses=tuple(_u(a) for a in ep.get("addresses") or ()),
                     ready=ready is None or bool(ready),
                     hostname=_s(ep["hostname"]) if ep.get("hostname") else None,
-                    target_name=_s(ref["name"])
+                    target_name=_u(ref["name"])
                     if ref.get("kind", "Pod") == "Pod" and ref.get("name")
                     else None,
                 )
             )
-        ports = tuple(
-            ServicePort(
-                _s(p.get("name") or ""), _s((p.get("protocol") or "TCP").lower()), int(p.get("port") or 0)
-            )
-            for p in obj.get("ports") or ()
-        )
+        ports = _ports(obj.get("ports"))
         return cls(
             namespace=_s(meta.get("namespace") or "default"),
             name=_s(meta.get("name")),
