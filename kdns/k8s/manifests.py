@@ -13,7 +13,6 @@ added as an implied Namespace object, so a demo works with a single Service file
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 from kdns.k8s.models import Kind, Model, Namespace, parse_object
 from kdns.k8s.sink import ObjectSink
 from kdns.log import plugin_logger
+from kdns.tasks import cancel_and_wait
 
 log = plugin_logger("kubernetes")
 
@@ -114,11 +114,8 @@ class ManifestSource:
             self._task = asyncio.create_task(self._poll(), name="manifests")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def synced(self) -> bool:
         return self._synced

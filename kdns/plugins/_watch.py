@@ -8,10 +8,11 @@ and compare (mtime, size) first so an unchanged file is not parsed again (as Cor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
+
+from kdns.tasks import cancel_and_wait
 
 # (path, mtime_ns, size); (-1, -1) for a file that cannot be stat'ed, so its reappearance counts.
 Signature = tuple[tuple[str, int, int], ...]
@@ -49,10 +50,7 @@ class Poller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

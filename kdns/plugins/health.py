@@ -10,7 +10,6 @@ coredns_health_request_failures_total, so a starved event loop shows up in metri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any, ClassVar
 
@@ -24,6 +23,7 @@ from kdns.plugin import Plugin, SetupContext
 from kdns.plugins import _http
 from kdns.plugins._args import expect_args, parse_duration, unknown_property
 from kdns.plugins._text import go_duration
+from kdns.tasks import cancel_and_wait
 
 DEFAULT_ADDRESS = ":8080"
 PATH = "/health"
@@ -64,11 +64,8 @@ class Health(Plugin):
             await asyncio.sleep(self.lameduck)
 
     async def stop(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-            self._probe = None
+        await cancel_and_wait(self._probe)
+        self._probe = None
         await _http.unmount(self.shared, self.address, PATH, self)
 
     async def _self_probe(self, url: str) -> None:

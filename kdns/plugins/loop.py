@@ -22,6 +22,7 @@ from kdns.log import plugin_logger
 from kdns.plugin import Controller, Handler, Plugin, PluginError, SetupContext
 from kdns.plugins._args import expect_args
 from kdns.request import Reply, Request
+from kdns.tasks import cancel_and_wait
 
 PROBE_DEADLINE = 30.0  # CoreDNS: keep trying for 30 s to give the server time to start
 RETRY_DELAY = 1.0
@@ -105,11 +106,8 @@ class Loop(Plugin):
         self._task = asyncio.get_running_loop().create_task(self._probe())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _probe(self) -> None:
         loop = asyncio.get_running_loop()

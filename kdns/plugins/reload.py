@@ -12,7 +12,6 @@ shows `[INFO] plugin/reload: Running configuration SHA512 = <hex>` for each conf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from pathlib import Path
 from typing import ClassVar
@@ -22,6 +21,7 @@ from kdns.log import plugin_logger
 from kdns.metrics import counter, gauge
 from kdns.plugin import Controller, Plugin, SetupContext
 from kdns.plugins._args import expect_args, parse_duration
+from kdns.tasks import cancel_and_wait
 
 DEFAULT_INTERVAL = 30.0
 DEFAULT_JITTER = 15.0
@@ -66,11 +66,8 @@ class Reload(Plugin):
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def check(self) -> bool:
         """Read the Corefile; ask for a reload when its content differs from the last one seen."""

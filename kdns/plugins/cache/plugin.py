@@ -14,7 +14,6 @@ Capacity: each tier is a cachetools LRUCache (CoreDNS evicts at random within 25
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import math
 import time
@@ -32,6 +31,7 @@ from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier
 from kdns.plugins.cache.entry import Entry, with_ttl
 from kdns.request import Reply, Request
+from kdns.tasks import cancel_and_wait
 
 Key = tuple[str, int, int, bool, bool]  # qname (lower-case), qtype, qclass, DO, CD
 _log = plugin_logger("cache")
@@ -62,10 +62,7 @@ class Cache(Plugin):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     # --- query path -------------------------------------------------------------------------------
 
@@ -78,15 +75,21 @@ class Cache(Plugin):
         if zone_matches(qname, cfg.zones) is None:
             return True
         return zone_matches(qname, cfg.disable_success) is not None and (
-            zone_matches(qname, cfg.disable_denial) is not None)
+            zone_matches(qname, cfg.disable_denial) is not None
+        )
 
     async def serve(self, request: Request, next_: Handler) -> Reply:
         if zone_matches(request.qname_lower, self.config.zones) is None:
             return await next_(request)
         self._server = request.server
         now = time.monotonic()
-        key: Key = (request.qname_lower, request.qtype, request.qclass, request.do,
-                    bool(request.message.header.cd))
+        key: Key = (
+            request.qname_lower,
+            request.qtype,
+            request.qclass,
+            request.do,
+            bool(request.message.header.cd),
+        )
         entry = self._lookup(key, now)
         if entry is None:
             return await self._fetch(request, next_, key)
@@ -216,9 +219,13 @@ def _capped(msg: DNSRecord, ttl: int, request: Request) -> DNSRecord:
     records = (*msg.rr, *msg.auth, *msg.ar)
     if not clear_ad and all(rr.ttl == ttl for rr in records if rr.rtype != QTYPE.OPT):
         return msg
-    out = DNSRecord(DNSHeader(id=msg.header.id, bitmap=msg.header.bitmap), questions=list(msg.questions),
-                    rr=with_ttl(msg.rr, ttl), auth=with_ttl(msg.auth, ttl),
-                    ar=with_ttl(msg.ar, ttl) + [rr for rr in msg.ar if rr.rtype == QTYPE.OPT])
+    out = DNSRecord(
+        DNSHeader(id=msg.header.id, bitmap=msg.header.bitmap),
+        questions=list(msg.questions),
+        rr=with_ttl(msg.rr, ttl),
+        auth=with_ttl(msg.auth, ttl),
+        ar=with_ttl(msg.ar, ttl) + [rr for rr in msg.ar if rr.rtype == QTYPE.OPT],
+    )
     if clear_ad:
         out.header.ad = 0
     return out

@@ -10,7 +10,6 @@ resets it. Probes use a fresh socket each time, over TCP with `force_tcp`, else 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
@@ -20,6 +19,7 @@ from kdns.plugins.forward import metrics
 from kdns.plugins.forward.config import HealthCheckConfig
 from kdns.plugins.forward.proxy import Proxy, describe
 from kdns.plugins.forward.transport import UpstreamTimeout, open_connection
+from kdns.tasks import cancel_and_wait
 
 PROBE_TIMEOUT = 1.0  # CoreDNS hcReadTimeout / hcWriteTimeout
 _log = plugin_logger("forward")
@@ -51,8 +51,12 @@ class HealthCheck:
             proxy.fails += 1
             metrics.healthcheck_failure(proxy.label)
             if proxy.fails == self.max_fails + 1:
-                _log.warning("upstream %s marked down after %d failed health checks (last: %s)",
-                             proxy.label, proxy.fails, describe(e))
+                _log.warning(
+                    "upstream %s marked down after %d failed health checks (last: %s)",
+                    proxy.label,
+                    proxy.fails,
+                    describe(e),
+                )
             return False
         if proxy.down(self.max_fails):
             _log.info("upstream %s is healthy again", proxy.label)
@@ -70,7 +74,4 @@ class HealthCheck:
             conn.close()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

@@ -11,7 +11,6 @@ the list in a tight loop, kdns pauses 0.1 s between passes so a dead upstream co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import secrets
 from typing import ClassVar
@@ -27,6 +26,7 @@ from kdns.plugins.forward.policy import make_policy
 from kdns.plugins.forward.proxy import READ_TIMEOUT, Proxy, UpstreamError
 from kdns.protocol.message import FormatError, parse_query
 from kdns.request import Reply, Request
+from kdns.tasks import cancel_and_wait
 
 OVERALL_TIMEOUT = 5.0  # CoreDNS defaultTimeout
 RETRY_PAUSE = 0.1
@@ -51,10 +51,7 @@ class Forward(Plugin):
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancel_and_wait(self._sweeper)
         for check in self.health.values():
             await check.stop()
         for proxy in self.proxies:
@@ -167,4 +164,3 @@ class Forward(Plugin):
                 reply.header.ra = data[3] >> 7
                 return reply
             raise UpstreamError(f"read {proto} {proxy.label}: dns: {e}") from None
-
