@@ -599,8 +599,6 @@ def test_endpoint_moves_between_slices_of_a_single_slice_service(h: Harness, api
     h.check(h.state(), "after the move")
 
 
-
-
 def test_endpoint_moves_between_two_slices(h: Harness, api: ApiServer) -> None:
     """Two slices; endpoint h1 moves from the first to the second (remove, then add): h1's name and
     the Service's full address set must hold throughout."""
