@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from tests.plugins.kubernetes import oracle
 from tests.plugins.kubernetes.oracle import Answer, Question
@@ -51,7 +51,7 @@ class Harness:
     def port(self) -> int:
         return self.dns.port
 
-    def state(self) -> list[oracle.Obj]:
+    def state(self) -> Sequence[oracle.Obj]:
         objs = [obj for kind in KINDS for obj in self.api.objects(kind)]
         self.history.extend(objs)
         return objs
@@ -59,16 +59,16 @@ class Harness:
     def questions(self) -> list[Question]:
         return oracle.questions(self.history)
 
-    def want(self, state: list[oracle.Obj]) -> dict[Question, Answer]:
+    def want(self, state: Sequence[oracle.Obj]) -> dict[Question, Answer]:
         return oracle.expected(state, self.questions())
 
-    def check(self, state: list[oracle.Obj], what: str) -> None:
+    def check(self, state: Sequence[oracle.Obj], what: str) -> None:
         """Every answer now is exactly the oracle's for `state`."""
         want = self.want(state)
         diffs = oracle.differences(oracle.observe(self.port, want), want)
         assert not diffs, f"{what}: {len(diffs)} wrong answers:\n" + "\n".join(diffs[:40])
 
-    def wait(self, state: list[oracle.Obj], what: str, timeout: float = SYNC_TIMEOUT) -> None:
+    def wait(self, state: Sequence[oracle.Obj], what: str, timeout: float = SYNC_TIMEOUT) -> None:
         """Poll until every answer is the oracle's for `state` (prints how long it took)."""
         want = self.want(state)
         t0 = time.monotonic()
@@ -133,13 +133,17 @@ class Prober(threading.Thread):
         print(f"prober: {self.rounds} rounds of {len(self.allowed)} questions, all right")
 
 
-def either(h: Harness, before: list[oracle.Obj], after: list[oracle.Obj]) -> dict[Question, set[Answer]]:
+def either(
+    h: Harness, before: Sequence[oracle.Obj], after: Sequence[oracle.Obj]
+) -> dict[Question, set[Answer]]:
     """Per question, the answers right at some moment of a transition from `before` to `after`."""
     w0, w1 = h.want(before), h.want(after)
     return {q: {w0[q], w1[q]} for q in w0}
 
 
-def stable(h: Harness, before: list[oracle.Obj], after: list[oracle.Obj]) -> dict[Question, set[Answer]]:
+def stable(
+    h: Harness, before: Sequence[oracle.Obj], after: Sequence[oracle.Obj]
+) -> dict[Question, set[Answer]]:
     """The names whose records are the same before and after: their only right answer."""
     w0, w1 = h.want(before), h.want(after)
     return {q: {a} for q, a in w0.items() if a == w1[q] and a.records}

@@ -36,7 +36,7 @@ from tests.support.process import KdnsProcess
 WRITES = int(float(os.environ.get("KDNS_SOAK_SECONDS", "20")) * 80)
 NAMESPACES = ("ns-a", "ns-b", "ns-c")
 SERVICES = ("s0", "s1", "s2", "s3", "s4", "s5")
-PORT_SETS = (
+PORT_SETS: tuple[list[dict[str, Any]], ...] = (
     [o.port("http", 80)],
     [o.port("dns", 53, "UDP"), o.port("dns", 53, "TCP"), o.port("metrics", 9153)],
     [o.port("grpc", 9090), o.port("", 8080)],
