@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve(corefile: Corefile, path: str, port: int, quiet: bool) -> int:
     log = core_logger()
     runtime = Runtime(path, port)
+    _install_signal_handlers(runtime)  # before start-up: a SIGTERM while syncing must not kill outright
     try:
         await runtime.start(corefile)
     except CorefileError as e:
@@ -112,6 +113,12 @@ async def _serve(corefile: Corefile, path: str, port: int, quiet: bool) -> int:
         return 1
     if not quiet:
         print(banner(corefile, port, __version__), flush=True)
+    await runtime.stopped.wait()
+    await runtime.shutdown()
+    return runtime.exit_code
+
+
+def _install_signal_handlers(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     interrupts = 0
 
@@ -127,6 +134,3 @@ async def _serve(corefile: Corefile, path: str, port: int, quiet: bool) -> int:
     loop.add_signal_handler(signal.SIGQUIT, lambda: os._exit(1))
     loop.add_signal_handler(signal.SIGUSR1, runtime.request_reload)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
-    await runtime.stopped.wait()
-    await runtime.shutdown()
-    return runtime.exit_code

@@ -67,18 +67,21 @@ class Runtime:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self, corefile: Corefile) -> None:
+        """Everything is ready, logged and counted before the first socket opens, so whoever sees
+        the port open (a probe, a test) sees a finished start-up."""
         plan = build_plan(corefile, self, self.shared, self.dns_port)
         await self._start_plugins(plan.plugins)
         self.corefile, self.plan = corefile, plan
         for key, chains in plan.listeners.items():
             listener = Listener(key[0], key[1], DispatcherSlot(Dispatcher("", chains)))
             listener.slot.dispatcher.label = listener.label
-            await listener.start()
             self.listeners[key] = listener
         self._notify_new_dispatchers()
-        _freeze_long_lived()
         for observe in self.reload_observers:
             observe(True, corefile)
+        _freeze_long_lived()
+        for listener in self.listeners.values():
+            await listener.start()
 
     async def reload(self) -> bool:
         """Apply the Corefile on disk if it changed and is valid; keep the old one otherwise."""
