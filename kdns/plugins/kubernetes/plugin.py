@@ -22,6 +22,7 @@ from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
 from kdns.plugin import Controller, Handler, Plugin
 from kdns.plugins._args import zone_matches
+from kdns.plugins.kubernetes import metrics as source_metrics
 from kdns.plugins.kubernetes.lookup import Lookup, Result, Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
 from kdns.request import Reply, Request, Reuse
@@ -67,6 +68,7 @@ class Kubernetes(Plugin):
         self.index.call_later = asyncio.get_running_loop().call_later  # slice hand-over holds
         self.lookup.self_addresses = split_families(await _own_addresses())
         await self.source.start()
+        source_metrics.watch(self.source)
         deadline = time.monotonic() + self.opts.startup_timeout
         while not self.source.synced():
             remaining = deadline - time.monotonic()
@@ -77,6 +79,7 @@ class Kubernetes(Plugin):
             await self.source.wait_synced(min(_WAIT_LOG_INTERVAL, remaining))
 
     async def stop(self) -> None:
+        source_metrics.unwatch(self.source)
         await self.source.stop()
 
     def ready(self) -> bool:
