@@ -8,32 +8,7 @@ import pytest
 
 from kdns.corefile import CorefileError, parse_corefile, parse_file
 from kdns.corefile.model import ServerAddress
-
-KIND_COREFILE = """\
-.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-"""
+from tests.support.kind import KIND_COREFILE
 
 
 def test_kind_default_corefile() -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import kdns
-from kdns.corefile import parse_corefile
+from tests.support.kind import KIND_COREFILE
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "coredns.yaml"
@@ -112,32 +112,6 @@ def test_objects_are_kubeadms_with_the_kdns_image() -> None:
 
 
 def test_configmap_holds_kinds_default_corefile() -> None:
-    """Every plugin of kind's Corefile with kind's settings; the rehearsal runs this very text."""
-    corefile = parse_corefile(_objects()["ConfigMap/coredns"]["data"]["Corefile"])
-    (block,) = corefile.blocks
-    assert [str(a) for a in block.addresses] == ["dns://.:53"]
-    lines = {d.name: (d.args, [(c.name, c.args) for c in d.children]) for d in block.directives}
-    assert list(lines) == [
-        "errors",
-        "health",
-        "ready",
-        "kubernetes",
-        "prometheus",
-        "forward",
-        "cache",
-        "loop",
-        "reload",
-        "loadbalance",
-    ]
-    assert lines["health"] == ((), [("lameduck", ("5s",))])
-    assert lines["kubernetes"] == (
-        ("cluster.local", "in-addr.arpa", "ip6.arpa"),
-        [("pods", ("insecure",)), ("fallthrough", ("in-addr.arpa", "ip6.arpa")), ("ttl", ("30",))],
-    )
-    assert lines["prometheus"] == ((":9153",), [])
-    assert lines["forward"] == ((".", "/etc/resolv.conf"), [("max_concurrent", ("1000",))])
-    assert lines["cache"] == (
-        ("30",),
-        [("disable", ("success", "cluster.local")), ("disable", ("denial", "cluster.local"))],
-    )
-    assert all(lines[name] == ((), []) for name in ("errors", "ready", "loop", "reload", "loadbalance"))
+    """kind's Corefile to the byte (its parse is tests/corefile/test_parser.py's); the rehearsal
+    runs this very text."""
+    assert _objects()["ConfigMap/coredns"]["data"]["Corefile"] == KIND_COREFILE
