@@ -71,7 +71,9 @@ class Dispatcher:
         # Replies the fast path serves bypass `observers`; an observer that must see every reply
         # registers here too. The fast path stays off while any observer has not.
         self.fast_observers: list[FastObserver] = []
-        self.answers = fastpath.AnswerCache(shuffle=any(c.find("loadbalance") for c in chains))
+        self.answers: fastpath.AnswerCache[FastInfo] = fastpath.AnswerCache(
+            shuffle=any(c.find("loadbalance") for c in chains)
+        )
 
     @property
     def routes(self) -> Mapping[str, Chain]:
@@ -98,7 +100,7 @@ class Dispatcher:
         if self.fast_observers:
             seconds = perf_counter() - start
             for observe in self.fast_observers:
-                observe(entry.info, proto, client, len(data), len(reply), seconds)  # type: ignore[arg-type]
+                observe(entry.info, proto, client, len(data), len(reply), seconds)
         return reply
 
     async def handle(self, wire: bytes, proto: str, client: tuple[str, int]) -> bytes | None:

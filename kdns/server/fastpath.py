@@ -17,6 +17,7 @@ import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from kdns.protocol.edns import CLASSIC_UDP_SIZE, MIN_UDP_SIZE, TCP_MAX_SIZE
 from kdns.request import Reuse
@@ -37,14 +38,17 @@ class FastQuery:
     limit: int  # largest reply the client accepts on this transport
 
 
+Info = TypeVar("Info")
+
+
 @dataclass(slots=True)
-class Entry:
+class Entry(Generic[Info]):
     head: bytes  # flags (RD/CD cleared) + the four counts
     answers: list[bytes]  # A/AAAA answer RRs that loadbalance may shuffle (empty: none)
     after: bytes  # the rest of the message after the question (after `answers` when there are some)
     serial_at: int  # offset of the SOA serial in `after`, or -1
     reuse: Reuse
-    info: object  # what observers need to know of this answer (set by the dispatcher)
+    info: Info  # what observers need to know of this answer (set by the dispatcher)
 
 
 def parse_query(data: bytes, tcp: bool) -> FastQuery | None:
@@ -79,15 +83,15 @@ def parse_query(data: bytes, tcp: bool) -> FastQuery | None:
     return FastQuery((data[12:question_end].lower(), shape), question_end, limit)
 
 
-class AnswerCache:
+class AnswerCache(Generic[Info]):
     """Question → reply template, filled from the slow path, checked against its scope on reads."""
 
     def __init__(self, shuffle: bool = False, rng: Callable[[list[bytes]], None] | None = None) -> None:
-        self.entries: dict[tuple[bytes, int], Entry] = {}
+        self.entries: dict[tuple[bytes, int], Entry[Info]] = {}
         self.shuffle = shuffle  # loadbalance is in the chain: A/AAAA answers are shuffled per reply
         self._shuffle = rng or random.shuffle
 
-    def answer(self, data: bytes, q: FastQuery) -> tuple[bytes, Entry] | None:
+    def answer(self, data: bytes, q: FastQuery) -> tuple[bytes, Entry[Info]] | None:
         entry = self.entries.get(q.key)
         if entry is None:
             return None
@@ -108,7 +112,7 @@ class AnswerCache:
         reply = b"".join((data[:2], head, entry.head[2:], data[12 : q.question_end], *answers, after))
         return (reply, entry) if len(reply) <= q.limit else None
 
-    def store(self, q: FastQuery, reply: bytes, reuse: Reuse, info: object) -> None:
+    def store(self, q: FastQuery, reply: bytes, reuse: Reuse, info: Info) -> None:
         """Remember `reply` (the chain's answer to the query `q` came from) as a template."""
         entry = _template(reply, q.question_end, reuse, info)
         if entry is None:
@@ -121,7 +125,7 @@ class AnswerCache:
         self.entries.clear()
 
 
-def _template(reply: bytes, question_end: int, reuse: Reuse, info: object) -> Entry | None:
+def _template(reply: bytes, question_end: int, reuse: Reuse, info: Info) -> Entry[Info] | None:
     _, flags, qd, an, ns, ar = _HEADER.unpack_from(reply)
     if qd != 1 or flags & 0x0200:  # truncated replies are never reused
         return None
