@@ -32,9 +32,6 @@ class ServerAddress:
     port: int | None
     scheme: str = "dns"
 
-    def with_default_port(self, port: int) -> ServerAddress:
-        return self if self.port is not None else ServerAddress(self.zone, port, self.scheme)
-
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
         return f"{self.scheme}://{self.zone}{port}"

@@ -78,10 +78,6 @@ def dashed_ip(ip: str) -> str:
     return label + "0" if label.endswith("-") else label
 
 
-def ip_family(ip: str) -> int:
-    return 6 if ":" in ip else 4
-
-
 def _dedup(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
