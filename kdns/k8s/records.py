@@ -56,6 +56,10 @@ class ServiceView:
     srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CDNS extension, §13)
     cluster_ips: tuple[str, ...] = ()  # PTR → the Service
     endpoint_ips: tuple[str, ...] = ()  # ready endpoint addresses: PTR → their endpoint names
+    # For ClusterIP Services, whose endpoint names are not kept: a digest of (label, address) pairs,
+    # so that a change of names alone (an address reused by another pod) still changes the view
+    # and so invalidates answers cached for those names.
+    endpoint_names_digest: int = 0
 
     @property
     def relname(self) -> str:
@@ -182,6 +186,7 @@ def build_view(
         srv_all=_srv_set(srv_all),
         cluster_ips=() if svc.headless else svc.cluster_ips,
         endpoint_ips=_dedup(r.ip for r in ready),
+        endpoint_names_digest=0 if svc.headless else hash(tuple((r.label, r.ip) for r in ready)),
     )
 
 

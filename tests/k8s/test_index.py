@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kdns.k8s.index import HANDOVER_HOLD, ClusterIndex
+from kdns.k8s.index import HANDOVER_HOLD, ClusterIndex, ViewOptions
 from kdns.k8s.models import Kind, parse_object
 from kdns.k8s.records import packed_ip
 from tests.support import objects as o
@@ -247,3 +247,15 @@ def test_service_delete_drops_view_ptrs_and_ghosts() -> None:
     assert idx.ptr_targets(packed_ip("10.0.0.1") or b"") == []
     clock.run_pending()
     assert idx.view("default", "hl") is None
+
+
+def test_a_renamed_endpoint_of_a_clusterip_service_changes_its_scope() -> None:
+    """ClusterIP views keep no endpoint names; a name change alone must still invalidate answers."""
+    idx = ClusterIndex(ViewOptions(endpoint_pod_names=True))
+    for kind, objs in ((Kind.NAMESPACE, [o.namespace("default")]), (Kind.SERVICE, [o.service("web")])):
+        idx.replace(kind, [parse_object(kind, obj) for obj in objs])
+    put(idx, o.endpoint_slice("web-1", "web", endpoints=[o.endpoint("10.0.0.1", pod="web-old")]))
+    before = idx.scope_gen["default"]
+    put(idx, o.endpoint_slice("web-1", "web", endpoints=[o.endpoint("10.0.0.1", pod="web-new")]))  # IP reused
+    assert idx.scope_gen["default"] == before + 1
+    assert set(idx.endpoints_of(("default", "web"))) == {"web-new"}
