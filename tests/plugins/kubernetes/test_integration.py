@@ -157,37 +157,29 @@ def test_large_headless_answer_truncates_on_udp_and_is_whole_on_tcp(
     assert not has_flag(full, "TC") and answer_texts(full) == sorted(ips)
 
 
+def db_slice(second_ready: bool | None) -> dict[str, Any]:
+    """db's IPv4 slice scaled to three pods (db-3 added), the second one's readiness as given."""
+    return o.endpoint_slice(
+        "db-v4",
+        "db",
+        endpoints=[
+            o.endpoint("10.244.2.1", hostname="db-0"),
+            o.endpoint("10.244.2.2", ready=second_ready),
+            o.endpoint("10.244.2.4", hostname="db-3"),
+        ],
+        ports=[o.port("mysql", 3306)],
+    )
+
+
 def test_live_changes(dns_server: KdnsProcess, api: ApiServer) -> None:
     p = dns_server.port
     hl = "db.default." + CL
     # scale a headless service up, then down
-    api.update(
-        o.endpoint_slice(
-            "db-v4",
-            "db",
-            endpoints=[
-                o.endpoint("10.244.2.1", hostname="db-0"),
-                o.endpoint("10.244.2.2", ready=None),
-                o.endpoint("10.244.2.4", hostname="db-3"),
-            ],
-            ports=[o.port("mysql", 3306)],
-        )
-    )
+    api.update(db_slice(second_ready=None))
     wait_for(lambda: addrs(p, hl) == ["10.244.2.1", "10.244.2.2", "10.244.2.4"], "scale up")
     assert addrs(p, "db-3." + hl) == ["10.244.2.4"]
     # flip an endpoint's ready condition
-    api.update(
-        o.endpoint_slice(
-            "db-v4",
-            "db",
-            endpoints=[
-                o.endpoint("10.244.2.1", hostname="db-0"),
-                o.endpoint("10.244.2.2", ready=False),
-                o.endpoint("10.244.2.4", hostname="db-3"),
-            ],
-            ports=[o.port("mysql", 3306)],
-        )
-    )
+    api.update(db_slice(second_ready=False))
     wait_for(lambda: addrs(p, hl) == ["10.244.2.1", "10.244.2.4"], "ready flip")
     assert rcode(ask(p, "10-244-2-2." + hl)) == "NXDOMAIN"
     # change an ExternalName, then make it a ClusterIP service (e2e "ExternalName" steps)
