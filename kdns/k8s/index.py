@@ -94,7 +94,7 @@ class ClusterIndex:
         self._in_relist = True
         try:
             for obj in objects:
-                self._upsert(kind, obj)
+                self._upsert(obj)
                 seen.add(obj.key)
             for key in current - seen:
                 self._delete(kind, key)
@@ -104,7 +104,7 @@ class ClusterIndex:
         self._flush()
 
     def upsert(self, kind: Kind, obj: Model) -> None:
-        self._upsert(kind, obj)
+        self._upsert(obj)
         self._flush()
 
     def delete(self, kind: Kind, key: Key) -> None:
@@ -164,7 +164,7 @@ class ClusterIndex:
             return {("", n) for n in self.namespaces}
         return set(self.pods)
 
-    def _upsert(self, kind: Kind, obj: Model) -> None:
+    def _upsert(self, obj: Model) -> None:
         if isinstance(obj, Service):
             self.services[obj.key] = obj
             self._dirty.add((obj.namespace, obj.name))

@@ -86,7 +86,7 @@ class Lookup:
         if is_reverse_zone(zone):
             return self._reverse(owner, qname, labels, zone, qtype)
         if not labels:
-            return self._apex(owner, zone, qtype)
+            return self._apex(qtype)
         top = labels[-1]
         if top in ("svc", "pod"):
             result = (
@@ -109,7 +109,7 @@ class Lookup:
 
     # --- zone apex and this server --------------------------------------------------------------
 
-    def _apex(self, owner: str, zone: str, qtype: int) -> Result:
+    def _apex(self, qtype: int) -> Result:
         if qtype == QTYPE.NS:
             return Result(Status.ANSWER, apex_ns=True)
         if qtype == QTYPE.SOA:
