@@ -6,24 +6,34 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 1053
 APT_PKGS := dnsutils knot knot-dnsutils dnsperf buildah mmdebstrap umoci runc iproute2
+# What building kdns's C extension (kdns/server/_hotpath.c) needs.
+BUILD_PKGS := gcc python3-dev
 
-.PHONY: demo test lint debs venv
+.PHONY: demo test lint debs build-debs venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-venv: $(BIN)/python
+venv: $(BIN)/python build-debs
 	$(BIN)/pip install -q -e '.[test,fast]'
 
-# Debian packages used by tests (dig, knotd for zone comparison) and bench (dnsperf); root only.
-debs:
-	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Debian packages: to build the C extension (build-debs), and used by tests (dig, knotd for zone
+# comparison) and bench (dnsperf) (debs); installed only when missing, and only as root.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "not root: install $$missing yourself for the tests that use them"; fi; \
+	  else echo "not root: install $$missing yourself"; fi; \
 	fi
+endef
+
+build-debs:
+	$(call apt_install,$(BUILD_PKGS))
+
+debs:
+	$(call apt_install,$(APT_PKGS))
 
 demo: venv
 	$(BIN)/kdns -conf Corefile.example -dns.port $(PORT)
@@ -31,6 +41,8 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check kdns tests $(wildcard bench)
 	$(BIN)/mypy
+	gcc -fsyntax-only -Wall -Wextra -Wno-missing-field-initializers -Werror \
+	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" kdns/server/_hotpath.c
 
 test: venv debs lint
 	$(BIN)/python -m pytest -q

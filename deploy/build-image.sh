@@ -26,8 +26,9 @@ usage: deploy/build-image.sh [options]
   -t, --tag NAME:TAG        image name (default $TAG); load it into kind under the same name
   -o, --docker-archive FILE write a docker-archive (default dist/kdns-image.tar unless --oci-archive)
       --oci-archive FILE    write an OCI archive (umoci: untar it, then 'umoci unpack --image DIR:TAG')
-  -b, --base IMAGE          base image already in buildah's storage (default: $PUBLIC_BASE if
-                            present, else $LOCAL_BASE, assembled with mmdebstrap when missing)
+  -b, --base IMAGE          base image already in buildah's storage, with the builder's Python
+                            (default: $PUBLIC_BASE if present with that Python, else
+                            $LOCAL_BASE, assembled with mmdebstrap when missing)
       --python PY           interpreter that builds the wheels (default .venv/bin/python or python3)
   -h, --help
 Environment: KDNS_IMAGE_CACHE (default $CACHE) keeps the mmdebstrap base tarball between runs.
@@ -86,18 +87,6 @@ local_base() {
   bah commit --quiet --rm "$c" "$LOCAL_BASE" >/dev/null
 }
 
-if [ -z "$BASE" ]; then
-  if have_image "$PUBLIC_BASE"; then BASE="$PUBLIC_BASE"; else local_base; BASE="$LOCAL_BASE"; fi
-elif [ "$BASE" = "$LOCAL_BASE" ]; then
-  local_base
-elif ! have_image "$BASE"; then
-  echo "build-image.sh: base $BASE is not in buildah's storage (buildah pull it first)" >&2; exit 1
-fi
-
-# --- wheels ------------------------------------------------------------------------------------
-# Wheels must match the base's Python (compiled dependencies such as aiohttp and uvloop are per
-# minor version). Same minor as the builder: pip wheel, which can also build any sdist. Otherwise:
-# kdns's own (pure) wheel plus binary wheels downloaded for the base's Python and this machine.
 target_python() {
   local c v
   c="$(bah from --name "kdns-probe-$$" --pull=never --quiet "$1")"
@@ -105,24 +94,37 @@ target_python() {
   bah rm "$c" >/dev/null
   echo "$v"
 }
+HOST_PY="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [ -z "$BASE" ]; then
+  if have_image "$PUBLIC_BASE" && [ "$(target_python "$PUBLIC_BASE")" = "$HOST_PY" ]; then
+    BASE="$PUBLIC_BASE"
+  else
+    local_base; BASE="$LOCAL_BASE"
+  fi
+elif [ "$BASE" = "$LOCAL_BASE" ]; then
+  local_base
+elif ! have_image "$BASE"; then
+  echo "build-image.sh: base $BASE is not in buildah's storage (buildah pull it first)" >&2; exit 1
+fi
+
+# --- wheels ------------------------------------------------------------------------------------
+# Wheels must match the base's Python: kdns's own (its fast path is a C extension) and compiled
+# dependencies such as aiohttp and uvloop are built per minor version. pip wheel builds them here
+# with the builder's Python, so that must be the base's minor version (--python picks another).
 step "base $BASE"
 TARGET_PY="$(target_python "$BASE")"
-HOST_PY="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 [ -n "$TARGET_PY" ] || { echo "build-image.sh: cannot run python3 in $BASE" >&2; exit 1; }
-step "wheels for python $TARGET_PY (builder python $HOST_PY)"
+if [ "$TARGET_PY" != "$HOST_PY" ]; then
+  echo "build-image.sh: $BASE has Python $TARGET_PY but $PY is $HOST_PY; kdns's C extension is built" \
+    "for the builder's Python: pass --python python$TARGET_PY, or omit --base for the local base" >&2
+  exit 1
+fi
+step "wheels for python $TARGET_PY"
 mkdir -p "$WHEELS"
 pipq() {  # pip's chatter goes to a log, shown only when pip fails
   "$PY" -m pip --disable-pip-version-check -q "$@" >"$CONTEXT/pip.log" 2>&1 || { cat "$CONTEXT/pip.log" >&2; return 1; }
 }
-if [ "$TARGET_PY" = "$HOST_PY" ]; then
-  pipq wheel -w "$WHEELS" "$ROOT[fast]" pip
-else
-  pipq wheel --no-deps -w "$WHEELS" "$ROOT"
-  kdns_wheel="$(echo "$WHEELS"/kdns-*.whl)"
-  pipq download -d "$WHEELS" --only-binary=:all: --python-version "$TARGET_PY" \
-    --implementation cp --platform "manylinux_2_17_$(uname -m)" --platform "manylinux2014_$(uname -m)" \
-    --platform "manylinux_2_28_$(uname -m)" "$kdns_wheel[fast]" pip
-fi
+pipq wheel -w "$WHEELS" "$ROOT[fast]" pip
 
 # --- image -------------------------------------------------------------------------------------
 step "buildah bud $TAG FROM $BASE"

@@ -135,6 +135,12 @@ class HotObservations:
         self.counts[bisect_left(self.bounds, amount)] += 1  # first bucket whose bound is >= amount
         self.sum += amount
 
+    def add(self, counts: Sequence[int], total: float) -> None:
+        """Observations counted elsewhere with the same bounds (per bucket, +Inf last) and their sum."""
+        for i, n in enumerate(counts):
+            self.counts[i] += n
+        self.sum += total
+
 
 _C = TypeVar("_C", HotCount, HotObservations)
 

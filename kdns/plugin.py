@@ -49,6 +49,10 @@ class Controller(Protocol):
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
         """Run a new query through the whole server, as CoreDNS's re-entry does (ExternalName chase)."""
 
+    def serves(self, qname: str) -> bool:
+        """Would `resolve` reach a server block for `qname` (lower-case)? When not, it answers
+        REFUSED, which needs no asking (and leaves a reply that may be reused)."""
+
 
 @dataclass
 class SetupContext:

@@ -51,6 +51,12 @@ class Request:
         return str(q.qname).lower() == self.qname_lower and int(q.qtype) == self.qtype
 
 
+class Countable(Protocol):
+    """A counter child (prometheus-client's or kdns.metrics.HotCount)."""
+
+    def inc(self, amount: float = 1) -> None: ...
+
+
 class Scoped(Protocol):
     """Data whose parts are versioned by scope (kdns.k8s.index.ClusterIndex): a namespace, or ""
     for the whole of it. A scope's generation changes whenever anything in it changes."""
@@ -61,12 +67,21 @@ class Scoped(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Reuse:
-    """A plugin's promise that its reply to this question depends only on `source`'s `scope`, so
-    the server may serve the same bytes again until that scope's generation moves (fast path)."""
+    """A plugin's promise that its reply to this question may be served again as the same bytes
+    (fast path): while `source`'s `scope` keeps its generation (None: no scope to check), and, for a
+    reply with a lifetime (ttl ≥ 0), while whole seconds since `stored` (time.monotonic) stay below
+    `ttl` — every TTL in the replayed reply then counts down with it, as the cache plugin's do.
+    `counters` are what the plugin counts when it answers (cache hits); replays add to them too.
+    `same_spelling`: the reply spells names as stored, not as asked (a cache holds the first asker's
+    spelling), so only a query spelled exactly the same may get these bytes again."""
 
-    source: Scoped
-    scope: str
-    generation: int
+    source: Scoped | None
+    scope: str = ""
+    generation: int = 0
+    stored: float = 0.0
+    ttl: int = -1
+    counters: tuple[Countable, ...] = ()
+    same_spelling: bool = False
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from kdns.plugins._args import expect_args
 from kdns.plugins._text import qtype_text, rcode_label
 from kdns.request import Reply, Request
 from kdns.server.dispatch import Dispatcher, FastInfo, Outcome
+from kdns.server.fastpath import FastStats
 
 DEFAULT_ADDRESS = "localhost:9153"
 PATH = "/metrics"
@@ -97,17 +98,23 @@ def _record(
     size: int,
     seconds: float,
 ) -> None:
-    qtype = type_label(qtype_number)
-    key = (server, zone, proto, family, qtype, rcode, plugin)
-    series = _series.get(key)
-    if series is None:
-        series = _series[key] = _Series.of(server, zone, proto, str(family), qtype, rcode, plugin)
+    series = _series_of(server, zone, proto, family, type_label(qtype_number), rcode, plugin)
     if do:
         series.do_requests.inc()
     series.requests.inc()
     series.duration.observe(seconds)
     series.request_size.observe(size)
     series.responses.inc()
+
+
+def _series_of(
+    server: str, zone: str, proto: str, family: int, qtype: str, rcode: str, plugin: str
+) -> _Series:
+    key = (server, zone, proto, family, qtype, rcode, plugin)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = _Series.of(server, zone, proto, str(family), qtype, rcode, plugin)
+    return series
 
 
 _response_sizes: dict[tuple[str, str, str], HotObservations] = {}
@@ -129,27 +136,28 @@ def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
     _response_size(r.server, zone, proto, len(outcome.wire or b""))
 
 
-def observe_fast(
-    info: FastInfo, proto: str, client: tuple[str, int], size: int, reply_size: int, seconds: float
-) -> None:
-    """Fast-path observer: the same series for replies served from cached bytes (never `dropped`:
-    only chain answers are cached)."""
+def observe_fast(info: FastInfo, stats: FastStats) -> None:
+    """Fast-path observer: the same series for replies served from cached bytes since the last
+    harvest (never `dropped`: only chain answers are cached)."""
     if not _counts(info.chain):
         return
-    family = 2 if ":" in client[0] else 1
-    _record(
-        info.server,
-        info.zone,
-        proto,
-        family,
-        info.qtype,
-        rcode_label(info.rcode),
-        info.plugin,
-        info.do,
-        size,
-        seconds,
-    )
-    _response_size(info.server, info.zone, proto, reply_size)
+    qtype, rcode = type_label(info.qtype), rcode_label(info.rcode)
+    total = 0
+    server, zone = info.server, info.zone
+    for proto, by_family, sizes in zip(("udp", "tcp"), stats.counts, stats.sizes, strict=True):
+        served = sum(by_family)
+        if not served:
+            continue
+        total += served
+        for family, n in zip((1, 2), by_family, strict=True):
+            if n:
+                _series_of(server, zone, proto, family, qtype, rcode, info.plugin).requests.inc(n)
+        metrics.REQUEST_SIZE.labels(server, zone, VIEW, proto).add(sizes.requests, sizes.request_sum)
+        _response_sizes_of(server, zone, proto).add(sizes.responses, sizes.response_sum)
+    metrics.REQUEST_DURATION.labels(server, zone, VIEW).add(stats.durations, stats.duration_sum)
+    metrics.RESPONSES.labels(server, zone, VIEW, rcode, info.plugin).inc(total)
+    if info.do:
+        metrics.DO_REQUESTS.labels(server, zone, VIEW).inc(total)
 
 
 def _counts(chain: Chain) -> bool:
@@ -161,11 +169,15 @@ def _counts(chain: Chain) -> bool:
 
 
 def _response_size(server: str, zone: str, proto: str, size: int) -> None:
+    _response_sizes_of(server, zone, proto).observe(size)
+
+
+def _response_sizes_of(server: str, zone: str, proto: str) -> HotObservations:
     key = (server, zone, proto)
     sizes = _response_sizes.get(key)
     if sizes is None:
         sizes = _response_sizes[key] = metrics.RESPONSE_SIZE.labels(server, zone, VIEW, proto)
-    sizes.observe(size)
+    return sizes
 
 
 def _describe(dispatchers: list[Dispatcher]) -> None:
@@ -180,7 +192,14 @@ def _describe(dispatchers: list[Dispatcher]) -> None:
                     metrics.PLUGIN_ENABLED.labels(dispatcher.label, zone, VIEW, plugin.name).set(1)
 
 
+# Dispatchers whose fast-path counts are collected before each scrape (a reload retires a
+# dispatcher after harvesting it one last time: kdns.server.runtime).
+_harvested: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
 async def _serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
+    for dispatcher in list(_harvested):
+        dispatcher.harvest()
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -211,6 +230,7 @@ class Prometheus(Plugin):
         if observe not in dispatcher.observers:
             dispatcher.observers.append(observe)
             dispatcher.fast_observers.append(observe_fast)
+            _harvested.add(dispatcher)
         pending: list[Dispatcher] = self.shared.setdefault(_PENDING_KEY, [])
         if dispatcher not in pending:
             pending.append(dispatcher)

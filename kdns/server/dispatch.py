@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from time import perf_counter
 from types import MappingProxyType
 
 from dnslib import CLASS, OPCODE, QTYPE, RCODE, DNSRecord
@@ -18,9 +17,9 @@ from dnslib import CLASS, OPCODE, QTYPE, RCODE, DNSRecord
 from kdns.chain import Chain
 from kdns.log import plugin_logger
 from kdns.plugins._args import zone_matches
-from kdns.protocol.edns import read_edns
+from kdns.protocol.edns import max_reply_size, read_edns
 from kdns.protocol.message import BADVERS, FormatError, formerr_reply, new_reply, parse_query, to_wire
-from kdns.request import Reply, Request
+from kdns.request import Countable, Reply, Request
 from kdns.server import fastpath
 
 _errors_log = plugin_logger("errors")
@@ -51,10 +50,11 @@ class FastInfo:
     plugin: str
     do: bool
     chain: Chain
+    counters: tuple[Countable, ...]  # the author's own counters, bumped per reply (Reuse.counters)
 
 
-# (info, proto, client, request size, reply size, seconds) for each reply the fast path served.
-FastObserver = Callable[[FastInfo, str, tuple[str, int], int, int, float], None]
+# What the fast path served since the last harvest, per kind of reply (kdns.server.fastpath).
+FastObserver = Callable[[FastInfo, fastpath.FastStats], None]
 
 
 class Dispatcher:
@@ -69,7 +69,8 @@ class Dispatcher:
         self._zones = tuple(self._routes)
         self.observers: list[Observer] = []
         # Replies the fast path serves bypass `observers`; an observer that must see every reply
-        # registers here too. The fast path stays off while any observer has not.
+        # registers here too, and is given their counts at each `harvest`. The fast path stays off
+        # while any observer has not.
         self.fast_observers: list[FastObserver] = []
         self.answers: fastpath.AnswerCache[FastInfo] = fastpath.AnswerCache(
             shuffle=any(c.find("loadbalance") for c in chains)
@@ -84,24 +85,28 @@ class Dispatcher:
         zone = zone_matches(qname_lower, self._zones)
         return None if zone is None else (zone, self._routes[zone])
 
+    @property
+    def fast_path_on(self) -> bool:
+        return len(self.fast_observers) == len(self.observers)
+
     def fast_reply(self, data: bytes, proto: str, client: tuple[str, int]) -> bytes | None:
         """The reply from cached bytes when this exact question was answered reusably before, else
-        None (then `handle` answers). Synchronous on purpose: no task, no object per query."""
-        if len(self.fast_observers) != len(self.observers):
+        None (then `handle` answers). Synchronous on purpose: no task, no object per query. (UDP
+        listeners use `answers.drain`, which does the same for a whole batch of datagrams.)"""
+        if not self.fast_path_on:
             return None
-        start = perf_counter()
-        q = fastpath.parse_query(data, proto == "tcp")
-        if q is None:
-            return None
-        hit = self.answers.answer(data, q)
-        if hit is None:
-            return None
-        reply, entry = hit
-        if self.fast_observers:
-            seconds = perf_counter() - start
+        return self.answers.answer(data, proto == "tcp", ":" in client[0])
+
+    def harvest(self) -> None:
+        """Hand what the fast path served since the last call to the fast observers (before a
+        scrape, and when a reload retires this dispatcher)."""
+        for info, stats in self.answers.harvest():
+            if info.counters:
+                served = sum(map(sum, stats.counts))
+                for counter in info.counters:
+                    counter.inc(served)
             for observe in self.fast_observers:
-                observe(entry.info, proto, client, len(data), len(reply), seconds)
-        return reply
+                observe(info, stats)
 
     async def handle(self, wire: bytes, proto: str, client: tuple[str, int]) -> bytes | None:
         """Answer one packet. None means: send nothing (a response, or noise without a header)."""
@@ -122,12 +127,19 @@ class Dispatcher:
             and chain is not None
             and self._reusable_through(chain, request, reply.plugin)
         ):
-            q = fastpath.parse_query(wire, proto == "tcp")
-            if q is not None:
+            key = self.answers.key(wire, proto == "tcp")
+            if key is not None:
                 info = FastInfo(
-                    request.server, request.zone, request.qtype, reply.rcode, reply.plugin, request.do, chain
+                    request.server,
+                    request.zone,
+                    request.qtype,
+                    reply.rcode,
+                    reply.plugin,
+                    request.do,
+                    chain,
+                    reply.reuse.counters,
                 )
-                self.answers.store(q, out, reply.reuse, info)
+                self.answers.store(key, out, reply.reuse, info, max_reply_size(request.edns, proto == "tcp"))
         return out
 
     @staticmethod

@@ -1,176 +1,175 @@
 """The hot path for cluster names: answer from cached wire bytes without building any object.
 
 A query is answered here only when the slow path (the plugin chain) has answered the same question
-before and said its reply may be reused (Reply.reuse); everything else — misses, forwarded names,
-odd flags, EDNS versions, truncation — goes through the chain. So the bytes served here are the
+before and said its reply may be reused (Reply.reuse); everything else — misses, replies that
+asked an upstream, odd flags, EDNS versions — goes through the chain. A truncated reply is replayed
+only to clients taking the same number of bytes (the cut depends on it). So the bytes served here are the
 chain's own bytes: the reply is the query's ID and RD/CD bits, the template's header, the client's
 own question (its spelling: owner names in the template point at it, RFC 1035 §4.1.4 compression),
-then the template's sections with the SOA serial patched to the current one.
+then the template's sections with the SOA serial patched to the current one and, for replies with
+a lifetime (the cache plugin's), every TTL set to the seconds left.
 
 An entry is valid while the index scope it was computed from is unchanged (a namespace, or the
-whole index): `scope_gen` is compared on every hit, so a change never serves stale bytes.
+whole index): `scope_gen` is compared on every hit, so a change never serves stale bytes. Entries
+with a lifetime stop at its end, and the plugin decides again (serve_stale, refresh).
+
+This module decides what a template is; replaying one per packet is C (kdns/server/_hotpath.c),
+because per-packet Python caps a core far below issue #4's target (measured: bench/README.md).
 """
 
 from __future__ import annotations
 
-import random
 import struct
-from collections.abc import Callable
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from kdns.protocol.edns import CLASSIC_UDP_SIZE, MIN_UDP_SIZE, TCP_MAX_SIZE
+from kdns.metrics import SIZE_BUCKETS, TIME_BUCKETS
+from kdns.protocol.wire import HEADER, TYPE_OPT, rr_offsets, skip_name
 from kdns.request import Reuse
+from kdns.server import _hotpath
 
 # Upper bound on cached questions; on overflow the cache is emptied and refills on demand (a plain
 # dict beats an LRU here: the check costs nothing on the hot path).
 MAX_ENTRIES = 200_000
-_TYPE_OPT, _TYPE_SOA, _TYPE_A, _TYPE_AAAA = 41, 6, 1, 28
-_HEADER = struct.Struct("!HHHHHH")
-_RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+MAX_SHUFFLED = 256  # A/AAAA answers shuffled per reply at most (more: replayed in the chain's order)
+# A key is the question (name, QTYPE, QCLASS) from offset 12 of the message, then one shape byte.
+_KEY_TO_QUESTION_END = 12 - 1
+_TYPE_SOA, _TYPE_A, _TYPE_AAAA = 6, 1, 28
+_TC = 0x0200
 _FLAG_MASK_FROM_QUERY = 0x0110  # RD (0x0100) and CD (0x0010) are copied from the query
 
 
 @dataclass(frozen=True, slots=True)
-class FastQuery:
-    key: tuple[bytes, int]  # (lower-cased qname+qtype+qclass wire, EDNS shape)
-    question_end: int
-    limit: int  # largest reply the client accepts on this transport
+class FastStats:
+    """Replies served from templates of one stats slot since the last harvest (see _hotpath.c)."""
+
+    counts: tuple[tuple[int, int], tuple[int, int]]  # [udp, tcp] × [IPv4, IPv6]
+    durations: tuple[int, ...]  # per bucket of metrics.TIME_BUCKETS, +Inf last
+    duration_sum: float
+    sizes: tuple[SizeStats, SizeStats]  # udp, tcp
 
 
-Info = TypeVar("Info")
+@dataclass(frozen=True, slots=True)
+class SizeStats:
+    requests: tuple[int, ...]  # per bucket of metrics.SIZE_BUCKETS, +Inf last
+    request_sum: float
+    responses: tuple[int, ...]
+    response_sum: float
 
 
-@dataclass(slots=True)
-class Entry(Generic[Info]):
-    head: bytes  # flags (RD/CD cleared) + the four counts
-    answers: list[bytes]  # A/AAAA answer RRs that loadbalance may shuffle (empty: none)
-    after: bytes  # the rest of the message after the question (after `answers` when there are some)
-    serial_at: int  # offset of the SOA serial in `after`, or -1
-    reuse: Reuse
-    info: Info  # what observers need to know of this answer (set by the dispatcher)
-
-
-def parse_query(data: bytes, tcp: bool) -> FastQuery | None:
-    """A plain query we might answer from cache, or None for anything unusual."""
-    if len(data) < 17:
-        return None
-    _, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
-    if flags & 0xF800 or qd != 1 or an or ns or ar > 1:  # QR=1 or opcode≠QUERY or odd counts
-        return None
-    # The name ends at the first zero byte. A zero inside a label would end it early, but then the
-    # key cannot equal a stored key (those come from well-formed questions), so it simply misses.
-    n = len(data)
-    i = data.find(b"\x00", 12)
-    if i < 0:
-        return None
-    question_end = i + 5
-    if question_end > n:
-        return None
-    shape = 0
-    limit = TCP_MAX_SIZE if tcp else CLASSIC_UDP_SIZE
-    if ar:  # exactly one OPT, version 0 (anything else: the slow path answers, e.g. BADVERS)
-        if n < question_end + 11 or data[question_end] != 0:
-            return None
-        rtype, size, ttl, rdlen = _RR_FIXED.unpack_from(data, question_end + 1)
-        if rtype != _TYPE_OPT or (ttl >> 16) & 0xFF or question_end + 11 + rdlen != n:
-            return None
-        shape = 2 if ttl & 0x8000 else 1
-        if not tcp:
-            limit = max(size, MIN_UDP_SIZE)
-    elif question_end != n:
-        return None
-    return FastQuery((data[12:question_end].lower(), shape), question_end, limit)
+Info = TypeVar("Info", bound=Hashable)
 
 
 class AnswerCache(Generic[Info]):
-    """Question → reply template, filled from the slow path, checked against its scope on reads."""
+    """Question → reply template, filled from the slow path, replayed by the C table.
 
-    def __init__(self, shuffle: bool = False, rng: Callable[[list[bytes]], None] | None = None) -> None:
-        self.entries: dict[tuple[bytes, int], Entry[Info]] = {}
-        self.shuffle = shuffle  # loadbalance is in the chain: A/AAAA answers are shuffled per reply
-        self._shuffle = rng or random.shuffle
+    `Info` is what observers need to know of a template's replies (set by the dispatcher); each
+    distinct one gets a stats slot, so counting a hit costs a few additions in C.
+    """
 
-    def answer(self, data: bytes, q: FastQuery) -> tuple[bytes, Entry[Info]] | None:
-        entry = self.entries.get(q.key)
-        if entry is None:
-            return None
-        reuse = entry.reuse
-        if reuse.source.scope_gen.get(reuse.scope, 0) != reuse.generation:
-            del self.entries[q.key]
-            return None
-        (flags,) = struct.unpack_from("!H", data, 2)
-        head = struct.pack("!H", int.from_bytes(entry.head[:2], "big") | (flags & _FLAG_MASK_FROM_QUERY))
-        after = entry.after
-        if entry.serial_at >= 0:
-            at = entry.serial_at
-            after = after[:at] + struct.pack("!I", reuse.source.serial) + after[at + 4 :]
-        answers = entry.answers
-        if self.shuffle and len(answers) > 1:
-            answers = answers[:]
-            self._shuffle(answers)
-        reply = b"".join((data[:2], head, entry.head[2:], data[12 : q.question_end], *answers, after))
-        return (reply, entry) if len(reply) <= q.limit else None
+    def __init__(self, shuffle: bool = False) -> None:
+        self.table = _hotpath.Table(TIME_BUCKETS, SIZE_BUCKETS, MAX_ENTRIES, shuffle)
+        self._slots: dict[Info, int] = {}
+        self._infos: list[Info] = []
 
-    def store(self, q: FastQuery, reply: bytes, reuse: Reuse, info: Info) -> None:
-        """Remember `reply` (the chain's answer to the query `q` came from) as a template."""
-        entry = _template(reply, q.question_end, reuse, info)
-        if entry is None:
+    @property
+    def shuffle(self) -> bool:
+        """loadbalance is in the chain: A/AAAA answers are shuffled per reply."""
+        return bool(self.table.shuffle)
+
+    @shuffle.setter
+    def shuffle(self, on: bool) -> None:
+        self.table.shuffle = on
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def key(self, data: bytes, tcp: bool) -> bytes | None:
+        """The question's key (lower-cased qname, qtype, qclass, EDNS/DO/AD/CD shape), None when the
+        query is unusual (odd flags or counts, EDNS version > 0): those always take the slow path."""
+        key: bytes | None = self.table.key(data, tcp)
+        return key
+
+    def answer(self, data: bytes, tcp: bool, ipv6: bool) -> bytes | None:
+        reply: bytes | None = self.table.answer(data, tcp, ipv6)
+        return reply
+
+    def drain(self, fd: int, answer_hits: bool, rounds: int) -> list[tuple[bytes, Any]]:
+        """Read the UDP socket `fd` until it is empty (at most `rounds` batches), answering hits in C;
+        returns the other datagrams with their addresses, as recvfrom gives them."""
+        misses: list[tuple[bytes, Any]] = self.table.drain(fd, answer_hits, rounds)
+        return misses
+
+    def store(self, key: bytes, reply: bytes, reuse: Reuse, info: Info, limit: int) -> None:
+        """Remember `reply` (the chain's answer to the question with this key, for a client that
+        takes `limit` bytes) as a template. A truncated reply is replayed only for that limit."""
+        question_end = len(key) + _KEY_TO_QUESTION_END
+        template = _template(reply, question_end, reuse.ttl >= 0)
+        if template is None:
             return
-        if len(self.entries) >= MAX_ENTRIES:
-            self.entries.clear()
-        self.entries[q.key] = entry
+        head, answers, after, serial_at, ttl_at = template
+        flags = int.from_bytes(head[:2], "big")
+        if flags & _TC and answers and self.shuffle:
+            return  # the chain shuffles before cutting: each reply may keep other addresses
+        if reuse.source is None:
+            serial_at = -1  # no source keeps a current serial: the SOA is replayed as it was
+        slot = self._slots.get(info)
+        if slot is None:
+            slot = self._slots[info] = len(self._infos)
+            self._infos.append(info)
+        self.table.store(
+            key, head, answers, after, serial_at, reuse.source, reuse.scope, reuse.generation, slot,
+            reuse.stored, reuse.ttl, ttl_at, reply[12:question_end] if reuse.same_spelling else None,
+            limit if flags & _TC else 0,
+        )  # fmt: skip
+
+    def harvest(self) -> list[tuple[Info, FastStats]]:
+        """What was served since the last harvest, per kind of reply."""
+        out = []
+        for slot, counts, durations, duration_sum, udp, tcp in self.table.harvest():
+            stats = FastStats(counts, durations, duration_sum, (SizeStats(*udp), SizeStats(*tcp)))
+            out.append((self._infos[slot], stats))
+        return out
 
     def clear(self) -> None:
-        self.entries.clear()
+        self.table.clear()
 
 
-def _template(reply: bytes, question_end: int, reuse: Reuse, info: Info) -> Entry[Info] | None:
-    _, flags, qd, an, ns, ar = _HEADER.unpack_from(reply)
-    if qd != 1 or flags & 0x0200:  # truncated replies are never reused
+Template = tuple[bytes, tuple[bytes, ...], bytes, int, tuple[int, ...]]
+
+
+def _template(reply: bytes, question_end: int, counts_down: bool) -> Template | None:
+    """(head, shufflable answers, after, SOA serial offset in `after` or -1, TTL offsets in `after`)
+    of a reply; None for replies never replayed (odd shape)."""
+    _, flags, qd, an, ns, ar = HEADER.unpack_from(reply)
+    if qd != 1:
         return None
-    offsets = _rr_offsets(reply, question_end, an + ns + ar)
+    offsets = rr_offsets(reply, question_end, an + ns + ar)
     if offsets is None:
         return None
     answers_start = question_end
-    shuffled: list[bytes] = []
+    shuffled: tuple[bytes, ...] = ()
     answer_rrs = offsets[:an]
     address_rrs = [(s, e) for s, e, t, _ in answer_rrs if t in (_TYPE_A, _TYPE_AAAA)]
     # Shuffle only a tail of address records whose owner is the question (pointer 0xC00C), so no
     # compression pointer can refer into a moved record.
-    if len(address_rrs) == an and an > 1 and all(reply[s : s + 2] == b"\xc0\x0c" for s, _ in address_rrs):
-        shuffled = [reply[s:e] for s, e in address_rrs]
+    if (
+        len(address_rrs) == an
+        and 1 < an <= MAX_SHUFFLED
+        and all(reply[s : s + 2] == b"\xc0\x0c" for s, _ in address_rrs)
+    ):
+        shuffled = tuple(reply[s:e] for s, e in address_rrs)
         answers_start = address_rrs[-1][1]
     serial_at = -1
     for _, _, rtype, rdata_at in offsets[an : an + ns]:
         if rtype == _TYPE_SOA:  # serial follows MNAME and RNAME (RFC 1035 §3.3.13)
-            serial_at = _skip_name(reply, _skip_name(reply, rdata_at)) - answers_start
+            serial_at = skip_name(reply, skip_name(reply, rdata_at)) - answers_start
             break
+    ttl_at: tuple[int, ...] = ()
+    if counts_down:  # every TTL but the OPT's (its TTL field holds flags, RFC 6891 §6.1.3)
+        ttl_at = tuple(
+            at - 6 - answers_start for s, _, t, at in offsets if t != TYPE_OPT and s >= answers_start
+        )
     head = struct.pack("!H", flags & ~_FLAG_MASK_FROM_QUERY & 0xFFFF) + reply[4:12]
-    return Entry(head, shuffled, reply[answers_start:], serial_at, reuse, info)
-
-
-def _skip_name(msg: bytes, i: int) -> int:
-    while True:
-        length = msg[i]
-        if length == 0:
-            return i + 1
-        if length & 0xC0 == 0xC0:
-            return i + 2
-        i += length + 1
-
-
-def _rr_offsets(msg: bytes, start: int, count: int) -> list[tuple[int, int, int, int]] | None:
-    """(start, end, type, rdata offset) of `count` resource records from `start`."""
-    out = []
-    i = start
-    try:
-        for _ in range(count):
-            j = _skip_name(msg, i)
-            rtype, _cls, _ttl, rdlen = _RR_FIXED.unpack_from(msg, j)
-            end = j + 10 + rdlen
-            out.append((i, end, rtype, j + 10))
-            i = end
-    except (IndexError, struct.error):
-        return None
-    return out if i == len(msg) else None
+    return head, shuffled, reply[answers_start:], serial_at, ttl_at

@@ -64,6 +64,10 @@ class Runtime:
         wire = await listener.slot.dispatcher.handle(query.pack(), proto, ("127.0.0.1", 0))
         return DNSRecord.parse(wire) if wire else query.reply()
 
+    def serves(self, qname: str) -> bool:
+        listener = next(iter(self.listeners.values()))
+        return listener.slot.dispatcher.route(qname) is not None
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self, corefile: Corefile) -> None:
@@ -145,9 +149,12 @@ class Runtime:
         for key, chains in plan.listeners.items():
             if key in self.listeners:
                 current = self.listeners[key]
-                current.slot.dispatcher = Dispatcher(current.label, chains)
+                retired, current.slot.dispatcher = current.slot.dispatcher, Dispatcher(current.label, chains)
+                retired.harvest()
         for key in [k for k in self.listeners if k not in plan.listeners]:
-            await self.listeners.pop(key).close()
+            closing = self.listeners.pop(key)
+            await closing.close()
+            closing.slot.dispatcher.harvest()
         self.listeners.update(opened)
 
     def _notify_new_dispatchers(self) -> None:

@@ -302,6 +302,8 @@ def test_ttl_is_capped_then_counts_down(kdns: Kdns, upstreams: Upstreams) -> Non
     up.add("www.example.org.", "TXT", '"hello"', ttl=300)
     k = kdns(_corefile(up))
     assert ask(k.port, "www.example.org", "A").answer[0].ttl == 30  # capped by `cache 30`
+    for _ in range(3):  # from the second hit on, the server's fast path replays the cached reply
+        ask(k.port, "www.example.org", "A")
     time.sleep(2.1)
     later = ask(k.port, "www.example.org", "A").answer[0].ttl
     assert 0 <= later <= 28
@@ -310,6 +312,18 @@ def test_ttl_is_capped_then_counts_down(kdns: Kdns, upstreams: Upstreams) -> Non
     time.sleep(1.1)
     assert ask(k2.port, "www.example.org", "TXT").answer[0].ttl == 30  # keepttl: no countdown
     assert [q.qtype for q in up.seen()] == ["A", "TXT"]
+
+
+def test_replayed_hits_expire_with_their_entry(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1", ttl=300)
+    k = kdns(_corefile(up, "cache 1"))
+    for _ in range(4):  # a miss, a hit, then replays of the hit
+        assert ask(k.port, "www.example.org", "A").answer[0].ttl == 1
+    assert len(up.seen()) == 1
+    time.sleep(1.1)
+    assert ask(k.port, "www.example.org", "A").answer[0].ttl == 1  # expired: fetched again
+    assert len(up.seen()) == 2
 
 
 def test_min_ttl_raises_short_ttls(kdns: Kdns, upstreams: Upstreams) -> None:
@@ -509,8 +523,8 @@ def test_cache_and_forward_metrics_on_the_metrics_endpoint(kdns: Kdns, upstreams
     up.add("www.example.org.", "A", "192.0.2.1")
     metrics_port = free_port()
     k = kdns(_corefile(up, extra=f"prometheus 127.0.0.1:{metrics_port}"))
-    for _ in range(3):
-        ask(k.port, "www.example.org", "A")
+    for i in range(10):  # a miss, a hit, then eight replays by the fast path (counted as hits too)
+        ask(k.port, "www.example.org", "A", tcp=i % 2 == 1)
     with urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         text = response.read().decode()
     values = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -520,9 +534,11 @@ def test_cache_and_forward_metrics_on_the_metrics_endpoint(kdns: Kdns, upstreams
     def value(name: str, **labels: str) -> float:
         return values.get((name, tuple(sorted(labels.items()))), -1.0)
 
-    assert value("coredns_cache_requests_total", server=server, zones=".", view="") == 3
+    assert value("coredns_cache_requests_total", server=server, zones=".", view="") == 10
     assert value("coredns_cache_misses_total", server=server, zones=".", view="") == 1
-    assert value("coredns_cache_hits_total", server=server, type="success", zones=".", view="") == 2
+    assert value("coredns_cache_hits_total", server=server, type="success", zones=".", view="") == 9
+    assert value("coredns_dns_requests_total", server=server, zone=".", view="", proto="udp", family="1",
+                 type="A") == 5
     assert value("coredns_cache_entries", server=server, type="success", zones=".", view="") == 1
     assert value("coredns_proxy_request_duration_seconds_count", proxy_name="forward", to=up.address,
                  rcode="NOERROR") >= 1

@@ -6,17 +6,25 @@ import asyncio
 import itertools
 import random
 
+import dns.flags
 import dns.message
+import dns.rdatatype
 import pytest
+from dnslib import QTYPE, RCODE, RR, SOA, A
 
 from kdns.chain import Chain
 from kdns.k8s.models import Kind, parse_object
+from kdns.plugin import Handler, Plugin
+from kdns.plugins.cache.config import parse as parse_cache
+from kdns.plugins.cache.plugin import Cache
 from kdns.plugins.kubernetes.options import KubernetesOptions
 from kdns.plugins.kubernetes.plugin import Kubernetes
-from kdns.server import fastpath
+from kdns.request import Reply, Request
 from kdns.server.dispatch import Dispatcher
 from tests.plugins.kubernetes import test_lookup
+from tests.plugins.test_cache import d as cache_directive
 from tests.support import objects as o
+from tests.support.units import FakeController
 
 NAMES = sorted({name for name, *_ in test_lookup.test_lookup.pytestmark[0].args[1]})  # type: ignore[attr-defined]
 QTYPES = ["A", "AAAA", "SRV", "TXT", "PTR", "CNAME", "SOA", "NS", "MX"]
@@ -34,7 +42,7 @@ class StaticSource:
 
 def dispatcher() -> tuple[Dispatcher, Kubernetes]:
     opts = KubernetesOptions(zones=test_lookup.ZONES, ttl=30, pods="insecure")
-    plugin = Kubernetes(opts, StaticSource(), test_lookup.make_index(), controller=None)  # type: ignore[arg-type]
+    plugin = Kubernetes(opts, StaticSource(), test_lookup.make_index(), FakeController())
     return Dispatcher("dns://:0", [Chain(["."], [plugin])]), plugin
 
 
@@ -111,11 +119,11 @@ def test_unusual_queries_never_take_the_fast_path() -> None:
     data = wire("web.default.svc.cluster.local.", "A", 1, 1)
     asyncio.run(d.handle(data, "udp", ("127.0.0.1", 5)))
     q = dns.message.make_query("web.default.svc.cluster.local.", "A", use_edns=1)
-    assert fastpath.parse_query(q.to_wire(), False) is None  # EDNS version 1: BADVERS via the chain
+    assert d.answers.key(q.to_wire(), False) is None  # EDNS version 1: BADVERS via the chain
     q = dns.message.make_query("web.default.svc.cluster.local.", "A")
     q.flags |= 0x8000
     assert d.fast_reply(q.to_wire(), "udp", ("127.0.0.1", 5)) is None  # a response
-    assert fastpath.parse_query(data[:-3], False) is None
+    assert d.answers.key(data[:-3], False) is None
 
 
 def test_replies_too_large_for_the_client_go_to_the_slow_path() -> None:
@@ -136,6 +144,45 @@ def test_replies_too_large_for_the_client_go_to_the_slow_path() -> None:
     )  # 512-byte limit: truncation is slow-path work
 
 
+def test_truncated_replies_replay_only_for_the_same_limit() -> None:
+    d, plugin = dispatcher()
+    ips = [f"10.250.1.{i}" for i in range(1, 120)]
+    plugin.index.upsert(Kind.SERVICE, parse_object(Kind.SERVICE, o.headless("big")))
+    plugin.index.upsert(
+        Kind.ENDPOINTSLICE,
+        parse_object(
+            Kind.ENDPOINTSLICE, o.endpoint_slice("big-1", "big", endpoints=[o.endpoint(ip) for ip in ips])
+        ),
+    )
+    plain = wire("big.default.svc.cluster.local.", "A", 0, 9)
+    asyncio.run(d.handle(plain, "udp", ("127.0.0.1", 5)))
+    fast = d.fast_reply(plain, "udp", ("127.0.0.1", 5))
+    assert fast is not None and fast == slow(d, plain, "udp")
+    assert dns.message.from_wire(fast, one_rr_per_rrset=True).flags & dns.flags.TC
+    edns = dns.message.make_query("big.default.svc.cluster.local.", "A", use_edns=0, payload=1232)
+    asyncio.run(d.handle(edns.to_wire(), "udp", ("127.0.0.1", 5)))  # cut at 1232 bytes
+    assert d.fast_reply(edns.to_wire(), "udp", ("127.0.0.1", 5)) == slow(d, edns.to_wire(), "udp")
+    asyncio.run(d.handle(edns.to_wire(), "udp", ("127.0.0.1", 5)))
+    larger = dns.message.make_query("big.default.svc.cluster.local.", "A", use_edns=0, payload=1400)
+    assert d.fast_reply(larger.to_wire(), "udp", ("127.0.0.1", 5)) is None  # another cut: the chain's
+
+
+class NothingElseServed(FakeController):
+    def serves(self, qname: str) -> bool:
+        return False
+
+
+def test_external_names_the_server_would_refuse_are_replayed() -> None:
+    opts = KubernetesOptions(zones=test_lookup.ZONES, ttl=30, pods="insecure")
+    plugin = Kubernetes(opts, StaticSource(), test_lookup.make_index(), NothingElseServed())  # type: ignore[arg-type]
+    d = Dispatcher("dns://:0", [Chain(["."], [plugin])])
+    data = wire("ext.default.svc.cluster.local.", "A", 0, 3)
+    asyncio.run(d.handle(data, "udp", ("127.0.0.1", 5)))
+    fast = d.fast_reply(data, "udp", ("127.0.0.1", 5))
+    assert fast is not None and fast == slow(d, data, "udp")
+    assert [rrset.rdtype for rrset in dns.message.from_wire(fast).answer] == [dns.rdatatype.CNAME]
+
+
 def test_loadbalance_shuffle_keeps_the_same_records() -> None:
     d, _ = dispatcher()
     d.answers.shuffle = True
@@ -149,3 +196,44 @@ def test_loadbalance_shuffle_keeps_the_same_records() -> None:
         orders.add(tuple(rd.address for rd in msg.answer[0]))
     assert {tuple(sorted(o)) for o in orders} == {("10.244.2.1", "10.244.2.2")}
     assert len(orders) == 2
+
+
+class Upstream(Plugin):
+    """Stands in for forward: three addresses for any name, NXDOMAIN with an SOA under nx."""
+
+    name = "forward"
+
+    async def serve(self, request: Request, next_: Handler) -> Reply:
+        if request.qname_lower.startswith("nx."):
+            msg = request.reply(RCODE.NXDOMAIN)
+            soa = SOA("ns.example.org.", "host.example.org.", (7, 3600, 600, 86400, 60))
+            msg.add_auth(RR("example.org.", QTYPE.SOA, ttl=120, rdata=soa))
+        else:
+            msg = request.reply()
+            for i in range(1, 4):
+                msg.add_answer(RR(request.qname, QTYPE.A, ttl=300, rdata=A(f"192.0.2.{i}")))
+        return Reply(msg, self.name)
+
+
+@pytest.mark.parametrize("name", ["www.example.org.", "nx.example.org."])
+def test_cached_upstream_answers_replay_byte_for_byte_counting_down(name: str) -> None:
+    cache = Cache(parse_cache(cache_directive("60"), (".",)))
+    d = Dispatcher("dns://:0", [Chain(["."], [cache, Upstream()])])
+    data = wire(name, "A", 1, 11)
+    asyncio.run(d.handle(data, "udp", ("127.0.0.1", 5)))  # a miss: fetched, stored
+    for entry in (*cache.success.values(), *cache.denial.values()):
+        entry.stored -= 7  # stored seven seconds ago
+    asyncio.run(d.handle(data, "udp", ("127.0.0.1", 5)))  # a hit: its bytes become the template
+    for proto in ("udp", "tcp"):
+        again = wire(name, "A", 1, 12)
+        fast = d.fast_reply(again, proto, ("127.0.0.1", 5))
+        assert fast is not None and fast == slow(d, again, proto)
+        asyncio.run(d.handle(again, proto, ("127.0.0.1", 5)))
+    # The cache spells names as stored, so another spelling is the slow path's work.
+    assert d.fast_reply(wire(name.upper(), "A", 1, 13), "udp", ("127.0.0.1", 5)) is None
+    msg = dns.message.from_wire(d.fast_reply(data, "udp", ("127.0.0.1", 5)) or b"")
+    assert {rrset.ttl for rrset in (*msg.answer, *msg.authority)} == {60 - 7}
+    for entry in (*cache.success.values(), *cache.denial.values()):
+        entry.stored -= 60  # expired: the cache decides again (a miss here)
+    asyncio.run(d.handle(data, "udp", ("127.0.0.1", 5)))
+    assert d.fast_reply(data, "udp", ("127.0.0.1", 5)) is not None  # the template still had its own clock

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
+import pytest
+from dnslib import EDNS0, NS, QTYPE, RR, A, DNSRecord
 
 from kdns.protocol.edns import OUR_UDP_SIZE, read_edns
 from kdns.protocol.message import BADVERS, new_reply, to_wire
@@ -56,6 +57,28 @@ def test_udp_reply_over_512_is_truncated_with_tc() -> None:
     r = DNSRecord.parse(wire)
     assert len(wire) <= 512 and r.header.tc == 1
     assert 0 < len(r.rr) < 60
+
+
+@pytest.mark.parametrize("edns", [None, 1232])
+def test_truncation_keeps_the_longest_answer_prefix_and_the_opt(edns: int | None) -> None:
+    """The byte surgery in kdns.protocol.wire equals re-packing the longest prefix that fits."""
+    q = query(edns=edns)
+    full = with_answers(q, 120)
+    full.add_auth(RR("example.", QTYPE.NS, ttl=30, rdata=NS("ns.example.")))
+    cut = to_wire(full, read_edns(q), tcp=False)
+    limit = edns or 512
+    kept = len(DNSRecord.parse(cut).rr)
+
+    def repacked(n: int) -> bytes:
+        r = new_reply(q, read_edns(q))
+        r.header.tc = 1
+        for rr in full.rr[:n]:
+            r.add_answer(rr)
+        return bytes(r.pack())
+
+    assert cut == repacked(kept)
+    assert len(cut) <= limit < len(repacked(kept + 1))
+    assert (DNSRecord.parse(cut).ar != []) == (edns is not None)
 
 
 def test_edns_size_is_honoured_and_tcp_is_not_truncated() -> None:

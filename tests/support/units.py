@@ -42,6 +42,9 @@ class FakeController:
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
         raise NotImplementedError
 
+    def serves(self, qname: str) -> bool:
+        return True
+
 
 def corefile(body: str, key: str = ".") -> Corefile:
     return parse_corefile(f"{key} {{\n{body}\n}}\n")

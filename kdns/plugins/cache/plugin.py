@@ -30,7 +30,7 @@ from kdns.plugins.cache import metrics
 from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier
 from kdns.plugins.cache.entry import Entry, with_ttl
-from kdns.request import Reply, Request
+from kdns.request import Reply, Request, Reuse
 from kdns.tasks import cancel_and_wait
 
 Key = tuple[str, int, int, bool, bool]  # qname (lower-case), qtype, qclass, DO, CD
@@ -90,9 +90,10 @@ class Cache(Plugin):
             request.do,
             bool(request.message.header.cd),
         )
-        entry = self._lookup(key, now)
-        if entry is None:
+        found = self._lookup(key, now)
+        if found is None:
             return await self._fetch(request, next_, key)
+        entry, tier = found
         remaining = entry.remaining(now)
         if remaining <= 0:  # expired, but within serve_stale's window
             if self.config.verify_stale:
@@ -107,9 +108,25 @@ class Cache(Plugin):
             if self._should_prefetch(entry, now):
                 self._refresh_later(entry, request, next_, key)
             ttl = entry.ttl if self.config.keepttl else remaining
-        return Reply(entry.to_reply(request, ttl), self.name)
+        return Reply(entry.to_reply(request, ttl), self.name, self._reuse(entry, tier, remaining))
 
-    def _lookup(self, key: Key, now: float) -> Entry | None:
+    def _reuse(self, entry: Entry, tier: str, remaining: int) -> Reuse | None:
+        """A fresh hit may be replayed by the server's fast path until the entry expires, its TTLs
+        counting down as here, and counted as a hit here would be; for the same spelling only (names
+        are spelled as stored). Not with prefetch (each hit
+        counts toward it), keepttl (TTLs do not count down) or for a cached SERVFAIL (a positive
+        entry stored later would take its place in _lookup). Replays do not refresh the LRU order."""
+        cfg = self.config
+        if remaining <= 0 or cfg.prefetch > 0 or cfg.keepttl or entry.rcode == RCODE.SERVFAIL:
+            return None
+        counters = (
+            metrics.REQUESTS.labels(self._server, self._zones_label, ""),
+            metrics.HITS.labels(self._server, tier, self._zones_label, ""),
+        )
+        return Reuse(None, stored=entry.stored, ttl=entry.ttl, counters=counters, same_spelling=True)
+
+    def _lookup(self, key: Key, now: float) -> tuple[Entry, str] | None:
+        """The entry to answer from and its tier (metrics.SUCCESS or DENIAL), counted as a hit."""
         labels = (self._server, self._zones_label, "")
         metrics.REQUESTS.labels(*labels).inc()
         denial = self._usable(self.denial.get(key), now)
@@ -117,14 +134,14 @@ class Cache(Plugin):
             positive = self._usable(self.success.get(key), now)
             if positive is not None:  # a transient SERVFAIL does not hide a good answer
                 metrics.HITS.labels(self._server, metrics.SUCCESS, self._zones_label, "").inc()
-                return positive
+                return positive, metrics.SUCCESS
         if denial is not None:
             metrics.HITS.labels(self._server, metrics.DENIAL, self._zones_label, "").inc()
-            return denial
+            return denial, metrics.DENIAL
         positive = self._usable(self.success.get(key), now)
         if positive is not None:
             metrics.HITS.labels(self._server, metrics.SUCCESS, self._zones_label, "").inc()
-            return positive
+            return positive, metrics.SUCCESS
         metrics.MISSES.labels(*labels).inc()
         return None
 

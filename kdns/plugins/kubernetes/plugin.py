@@ -172,6 +172,8 @@ class Kubernetes(Plugin):
         depth = _chase_depth.get()
         if depth >= MAX_CNAME_HOPS:
             return NOERROR
+        if not self.controller.serves(target.lower()):
+            return NOERROR  # the server would refuse it: the CNAME alone, as after a REFUSED (reusable)
         result.upstream = True
         token = _chase_depth.set(depth + 1)
         try:
