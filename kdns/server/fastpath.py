@@ -90,18 +90,15 @@ class AnswerCache(Generic[Info]):
     def key(self, data: bytes, tcp: bool) -> bytes | None:
         """The question's key (lower-cased qname, qtype, qclass, EDNS/DO/AD/CD shape), None when the
         query is unusual (odd flags or counts, EDNS version > 0): those always take the slow path."""
-        key: bytes | None = self.table.key(data, tcp)
-        return key
+        return self.table.key(data, tcp)
 
     def answer(self, data: bytes, tcp: bool, ipv6: bool) -> bytes | None:
-        reply: bytes | None = self.table.answer(data, tcp, ipv6)
-        return reply
+        return self.table.answer(data, tcp, ipv6)
 
     def drain(self, fd: int, answer_hits: bool, rounds: int) -> list[tuple[bytes, Any]]:
         """Read the UDP socket `fd` until it is empty (at most `rounds` batches), answering hits in C;
         returns the other datagrams with their addresses, as recvfrom gives them."""
-        misses: list[tuple[bytes, Any]] = self.table.drain(fd, answer_hits, rounds)
-        return misses
+        return self.table.drain(fd, answer_hits, rounds)
 
     def store(self, key: bytes, reply: bytes, reuse: Reuse, info: Info, limit: int) -> None:
         """Remember `reply` (the chain's answer to the question with this key, for a client that
