@@ -5,30 +5,59 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dnslib import RCODE, DNSRecord
+from dnslib import RCODE, DNSLabel, DNSRecord
 
+from kdns.protocol import names
 from kdns.protocol.edns import Edns
 from kdns.protocol.message import new_reply
+from kdns.protocol.query import FormatError, Query, parse
 
 
 @dataclass(slots=True)
 class Request:
-    """One question, parsed once, with the facts plugins keep asking for."""
+    """One question, read once off the wire (kdns.protocol.query), with the facts plugins keep
+    asking for. Names are kdns's escaped text (kdns.protocol.names), so a label holding a dot never
+    reads as two labels."""
 
-    message: DNSRecord
+    wire: bytes
+    query: Query
     proto: str  # "udp" | "tcp"
     client: tuple[str, int]
     server: str  # listener label, as CoreDNS's metrics name it: "dns://:53"
-    qname: str  # as the client spelled it, absolute (trailing dot)
-    qtype: int
-    qclass: int
-    edns: Edns | None
-    size: int  # bytes on the wire
     zone: str = "."  # the server block zone that matched
+    qname: str = field(init=False)  # as the client spelled it, absolute (trailing dot)
     qname_lower: str = field(init=False)
+    # The labels of qname_lower, each as escaped text: what plugins split names into.
+    labels: tuple[str, ...] = field(init=False)
+    _message: DNSRecord | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        spelled = tuple(map(names.label_text, self.query.labels))
+        self.qname = ".".join(spelled) + "." if spelled else "."
         self.qname_lower = self.qname.lower()
+        self.labels = tuple(label.lower() for label in spelled)
+
+    @classmethod
+    def from_wire(cls, wire: bytes, proto: str, client: tuple[str, int], server: str = "") -> Request:
+        """Raises kdns.protocol.query.Dropped or FormatError, as query.parse does."""
+        return cls(wire, parse(wire), proto, client, server)
+
+    @property
+    def qtype(self) -> int:
+        return self.query.qtype
+
+    @property
+    def qclass(self) -> int:
+        return self.query.qclass
+
+    @property
+    def edns(self) -> Edns | None:
+        return self.query.edns
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire."""
+        return len(self.wire)
 
     @property
     def family(self) -> int:
@@ -37,18 +66,45 @@ class Request:
 
     @property
     def do(self) -> bool:
-        return self.edns is not None and self.edns.do
+        return self.query.edns is not None and self.query.edns.do
+
+    @property
+    def cd(self) -> bool:
+        """Checking Disabled (RFC 4035 §3.2.2)."""
+        return bool(self.query.flags & 0x0010)
+
+    @property
+    def ad(self) -> bool:
+        """Authentic Data, which a client may set to say it understands it (RFC 6840 §5.7)."""
+        return bool(self.query.flags & 0x0020)
+
+    @property
+    def owner(self) -> DNSLabel:
+        """The question's name as a dnslib label, spelled as asked: the owner of answer records."""
+        return DNSLabel(self.query.labels)
+
+    @property
+    def message(self) -> DNSRecord:
+        """The query as a dnslib message, parsed on first use: only plugins that edit or forward
+        messages need it. Raises FormatError when dnslib cannot read what passed our checks (e.g. a
+        label that is not UTF-8): the dispatcher answers FORMERR."""
+        if self._message is None:
+            try:
+                self._message = DNSRecord.parse(self.wire)
+            except Exception as e:  # dnslib raises several types, RecursionError among them
+                raise FormatError(f"dnslib cannot read this query: {e}", self.query.id) from None
+        return self._message
 
     def reply(self, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
-        """An empty reply to this request (question echoed, OPT mirrored)."""
-        return new_reply(self.message, self.edns, rcode, aa)
+        """An empty reply to this request (question echoed in the client's spelling, OPT mirrored)."""
+        return new_reply(self.query, self.edns, rcode, aa)
 
     def matches(self, reply: DNSRecord) -> bool:
         """`reply` answers this question, names compared case-insensitively (CoreDNS request.Match)."""
         if not reply.header.qr or len(reply.questions) != 1:
             return False
         q = reply.questions[0]
-        return str(q.qname).lower() == self.qname_lower and int(q.qtype) == self.qtype
+        return names.lower(q.qname.label) == names.lower(self.query.labels) and int(q.qtype) == self.qtype
 
 
 class Countable(Protocol):

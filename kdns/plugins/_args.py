@@ -12,6 +12,7 @@ from kdns.corefile.errors import CorefileError
 from kdns.corefile.lexer import Token
 from kdns.corefile.model import Directive
 from kdns.corefile.parser import reverse_zone_for_cidr
+from kdns.protocol import names
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -57,9 +58,8 @@ def parse_duration(d: Directive, text: str, what: str = "duration") -> float:
 
 
 def normalize_zone(name: str) -> str:
-    """Lower-case FQDN form of a zone name."""
-    name = name.lower()
-    return name if name.endswith(".") else name + "."
+    """Lower-case FQDN form of a zone name, escaped as kdns writes names (kdns.protocol.names)."""
+    return names.canonical(name)
 
 
 def zones_or_default(d: Directive, args: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
@@ -76,15 +76,6 @@ def zones_or_default(d: Directive, args: Sequence[str], default: Sequence[str]) 
         else:
             zones.append(normalize_zone(a))
     return tuple(zones)
-
-
-def zone_matches(name: str, zones: Sequence[str]) -> str | None:
-    """The longest zone in `zones` that `name` (lower-case FQDN) is in or under, else None."""
-    best: str | None = None
-    for z in zones:
-        if (z == "." or name == z or name.endswith("." + z)) and (best is None or len(z) > len(best)):
-            best = z
-    return best
 
 
 def unknown_property(d: Directive, child: Directive) -> CorefileError:

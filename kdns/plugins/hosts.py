@@ -35,10 +35,10 @@ from kdns.plugins._args import (
     parse_duration,
     parse_int,
     unknown_property,
-    zone_matches,
     zones_or_default,
 )
 from kdns.plugins._watch import Poller, file_signature
+from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request
 
 DEFAULT_PATH = "/etc/hosts"
@@ -130,7 +130,7 @@ class Hosts(Plugin):
         name, qtype = request.qname_lower, request.qtype
         if qtype != QTYPE.PTR and zone_matches(name, self.origins) is None:
             return await next_(request)
-        qname = request.message.q.qname
+        qname = request.owner
         answers: list[RR] = []
         if qtype == QTYPE.PTR:
             address = address_from_reverse(name)

@@ -24,9 +24,10 @@ from dnslib import OPCODE, QTYPE, RCODE, DNSRecord
 from kdns.corefile.model import Directive
 from kdns.log import core_logger
 from kdns.plugin import Handler, Plugin, SetupContext
-from kdns.plugins._args import normalize_zone, parse_duration, unknown_property, zone_matches
+from kdns.plugins._args import normalize_zone, parse_duration, unknown_property
 from kdns.plugins._text import go_seconds, qclass_text, qtype_text, rcode_text
 from kdns.protocol.edns import CLASSIC_UDP_SIZE, TCP_MAX_SIZE
+from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request
 
 # CoreDNS prints query lines with its package logger: `[INFO] ` and no plugin/ prefix.
@@ -93,8 +94,8 @@ FIELDS: dict[str, Field] = {
     "{size}": lambda r, a: str(r.size),
     "{remote}": _remote,
     "{port}": lambda r, a: str(r.client[1]),
-    "{>id}": lambda r, a: str(r.message.header.id),
-    "{>opcode}": lambda r, a: str(r.message.header.opcode),
+    "{>id}": lambda r, a: str(r.query.id),
+    "{>opcode}": lambda r, a: str(r.query.opcode),
     "{>do}": lambda r, a: "true" if r.do else "false",
     "{>bufsize}": _bufsize,
     "{rcode}": _rcode,

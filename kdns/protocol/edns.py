@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dnslib import EDNS0, QTYPE, DNSRecord
+from dnslib import EDNS0
 
 # Our advertised UDP payload size. 1232 is the DNS Flag Day 2020 value: it fits in the IPv6 minimum
 # MTU (1280) less headers, so replies never rely on IP fragmentation.
@@ -19,20 +19,12 @@ TCP_MAX_SIZE = 65535
 
 @dataclass(frozen=True, slots=True)
 class Edns:
+    """The client's OPT record (RFC 6891 §6.1.3); kdns.protocol.query reads it off the wire."""
+
     version: int
-    udp_size: int
+    udp_size: int  # never below MIN_UDP_SIZE
     do: bool
-
-
-def read_edns(message: DNSRecord) -> Edns | None:
-    """The client's OPT record, if any (dnslib leaves it in `ar` as a plain RR of type OPT)."""
-    for rr in message.ar:
-        if rr.rtype == QTYPE.OPT:
-            ttl = int(rr.ttl)
-            return Edns(
-                version=(ttl >> 16) & 0xFF, udp_size=max(int(rr.rclass), MIN_UDP_SIZE), do=bool(ttl & 0x8000)
-            )
-    return None
+    options: tuple[tuple[int, bytes], ...] = ()  # (code, data), in the client's order
 
 
 def make_opt(edns: Edns, ext_rcode: int = 0) -> EDNS0:

@@ -10,40 +10,43 @@ Rules we follow and where they come from:
 
 from __future__ import annotations
 
-from dnslib import RCODE, DNSError, DNSHeader, DNSRecord
+from dnslib import RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from kdns.protocol.edns import Edns, make_opt, max_reply_size
+from kdns.protocol.query import Query
 from kdns.protocol.wire import truncate
 
 BADVERS = 16  # RFC 6891 §9: extended rcode, 12 bits split between header and OPT
+_RD, _CD = 0x0100, 0x0010
 
 
-class FormatError(Exception):
-    """The packet is not a DNS message we can parse; `query_id` is set when the header was readable."""
-
-    def __init__(self, reason: str, query_id: int | None) -> None:
-        super().__init__(reason)
-        self.query_id = query_id
-
-
-def parse_query(wire: bytes) -> DNSRecord:
-    """Parse a query or raise FormatError (with the ID when at least the header was there)."""
-    try:
-        return DNSRecord.parse(wire)
-    except (DNSError, ValueError, IndexError, UnicodeDecodeError) as e:
-        query_id = int.from_bytes(wire[:2], "big") if len(wire) >= 12 else None
-        raise FormatError(str(e), query_id) from e
-
-
-def new_reply(query: DNSRecord, edns: Edns | None, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
+def new_reply(query: Query, edns: Edns | None, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
     """An empty reply to `query`: ID, opcode, RD and CD copied, question echoed, OPT mirrored."""
-    h = query.header
-    header = DNSHeader(id=h.id, qr=1, opcode=h.opcode, aa=int(aa), rd=h.rd, ra=0, rcode=rcode & 0xF)
-    header.cd = h.cd
-    reply = DNSRecord(header, q=query.q)
+    header = DNSHeader(
+        id=query.id, qr=1, opcode=query.opcode, aa=int(aa), rd=int(bool(query.flags & _RD)), ra=0,
+        rcode=rcode & 0xF,
+    )
+    header.cd = int(bool(query.flags & _CD))
+    reply = DNSRecord(header)
+    if query.qdcount:
+        # DNSLabel from the label tuple: the labels as sent, a dot inside one included.
+        reply.add_question(DNSQuestion(DNSLabel(query.labels), query.qtype, query.qclass))
     if edns is not None:
         reply.add_ar(make_opt(edns, ext_rcode=rcode >> 4))
     return reply
+
+
+class MessageError(ValueError):
+    """A message dnslib cannot read (an upstream's reply, for the forward plugin)."""
+
+
+def parse_message(wire: bytes) -> DNSRecord:
+    """Any DNS message as a dnslib object, or MessageError. dnslib raises many types on bad input,
+    RecursionError among them for deep compression-pointer chains: all of them mean "does not parse"."""
+    try:
+        return DNSRecord.parse(wire)
+    except Exception as e:
+        raise MessageError(str(e) or type(e).__name__) from None
 
 
 def formerr_reply(query_id: int) -> bytes:

@@ -12,17 +12,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from dnslib import CLASS, OPCODE, QTYPE, RCODE, DNSRecord
+from dnslib import CLASS, OPCODE, QTYPE, RCODE
 
 from kdns.chain import Chain
-from kdns.log import plugin_logger
-from kdns.plugins._args import zone_matches
-from kdns.protocol.edns import max_reply_size, read_edns
-from kdns.protocol.message import BADVERS, FormatError, formerr_reply, new_reply, parse_query, to_wire
+from kdns.log import core_logger, plugin_logger
+from kdns.protocol.edns import max_reply_size
+from kdns.protocol.message import BADVERS, formerr_reply, new_reply, to_wire
+from kdns.protocol.names import zone_matches
+from kdns.protocol.query import Dropped, FormatError
 from kdns.request import Countable, Reply, Request
 from kdns.server import fastpath
 
 _errors_log = plugin_logger("errors")
+_log = core_logger()
 _REFUSED_QTYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 
 
@@ -111,20 +113,23 @@ class Dispatcher:
     async def handle(self, wire: bytes, proto: str, client: tuple[str, int]) -> bytes | None:
         """Answer one packet. None means: send nothing (a response, or noise without a header)."""
         try:
-            query = parse_query(wire)
+            request = Request.from_wire(wire, proto, client, self.label)
+        except Dropped:
+            return None
         except FormatError as e:
-            return None if e.query_id is None else formerr_reply(e.query_id)
-        if query.header.qr:
-            return None  # a response sent to us: never answer it (reflection loops)
-        request = self._request(query, wire, proto, client)
-        if request is None:
-            reply = self._server_reply(query, RCODE.SERVFAIL if not query.questions else RCODE.FORMERR)
-            return self._finish(None, reply, proto, client)
-        reply, chain = await self._answer(request)
-        out = self._finish(request, reply, proto, client, chain)
+            return formerr_reply(e.query_id)
+        if request.query.qdcount != 1:
+            rcode = RCODE.SERVFAIL if request.query.qdcount == 0 else RCODE.FORMERR
+            return self._finish(request, self._server_reply(request, rcode), counted=False)
+        try:
+            reply, chain = await self._answer(request)
+        except FormatError as e:  # a plugin needed the dnslib message and dnslib could not read it
+            return formerr_reply(e.query_id)
+        out = self._finish(request, reply, chain)
         if (
             reply.reuse is not None
             and chain is not None
+            and request.qtype in fastpath.REPLAYED_QTYPES
             and self._reusable_through(chain, request, reply.plugin)
         ):
             key = self.answers.key(wire, proto == "tcp")
@@ -152,59 +157,46 @@ class Dispatcher:
                 return False
         return False
 
-    def _request(self, query: DNSRecord, wire: bytes, proto: str, client: tuple[str, int]) -> Request | None:
-        if len(query.questions) != 1:
-            return None
-        q = query.q
-        return Request(
-            message=query,
-            proto=proto,
-            client=client,
-            server=self.label,
-            qname=str(q.qname),
-            qtype=int(q.qtype),
-            qclass=int(q.qclass),
-            edns=read_edns(query),
-            size=len(wire),
-        )
-
     @staticmethod
-    def _server_reply(query: DNSRecord, rcode: int, request: Request | None = None) -> Reply:
+    def _server_reply(request: Request, rcode: int) -> Reply:
         """A reply written by the server itself: AA=0, no records (the plugin label is empty)."""
-        edns = request.edns if request is not None else read_edns(query)
-        return Reply(new_reply(query, edns, rcode), "")
+        return Reply(new_reply(request.query, request.edns, rcode), "")
 
     async def _answer(self, request: Request) -> tuple[Reply, Chain | None]:
         """The reply, and the chain that produced it (None when the server answered by itself)."""
-        query = request.message
         if request.edns is not None and request.edns.version > 0:
-            return self._server_reply(query, BADVERS, request), None
-        if query.header.opcode != OPCODE.QUERY:
-            return self._server_reply(query, RCODE.NOTIMP, request), None
+            return self._server_reply(request, BADVERS), None
+        if request.query.opcode != OPCODE.QUERY:
+            return self._server_reply(request, RCODE.NOTIMP), None
         if request.qclass != CLASS.IN or request.qtype in _REFUSED_QTYPES:
-            return self._server_reply(query, RCODE.REFUSED, request), None
+            return self._server_reply(request, RCODE.REFUSED), None
         routed = self.route(request.qname_lower)
         if routed is None:
-            return self._server_reply(query, RCODE.REFUSED, request), None
+            return self._server_reply(request, RCODE.REFUSED), None
         request.zone, chain = routed
         try:
             return await chain.handler(request), chain
+        except FormatError:
+            raise
         except Exception as e:  # a plugin failure is a SERVFAIL for this query, never a dead listener
             if chain.find("errors") is None:
                 _errors_log.debug("%d %s %s: %s", RCODE.SERVFAIL, request.qname, QTYPE.get(request.qtype), e)
-            return self._server_reply(query, RCODE.SERVFAIL, request), chain
+            return self._server_reply(request, RCODE.SERVFAIL), chain
 
     def _finish(
-        self,
-        request: Request | None,
-        reply: Reply,
-        proto: str,
-        client: tuple[str, int],
-        chain: Chain | None = None,
+        self, request: Request, reply: Reply, chain: Chain | None = None, counted: bool = True
     ) -> bytes:
-        wire = to_wire(reply.message, request.edns if request else None, proto == "tcp")
+        """The reply's bytes, truncated to what the client takes; observers told. `counted` False:
+        the packet never became a request to observers (no question, or several)."""
+        tcp = request.proto == "tcp"
+        try:
+            wire = to_wire(reply.message, request.edns, tcp)
+        except Exception as e:  # a plugin built a reply that cannot be packed (a name over 255 octets…)
+            _log.error("cannot pack the reply of plugin/%s (%s): answering SERVFAIL", reply.plugin or "-", e)
+            reply = Reply(new_reply(request.query, request.edns, RCODE.SERVFAIL), reply.plugin)
+            wire = to_wire(reply.message, request.edns, tcp)
         if self.observers:
-            outcome = Outcome(request, reply, wire, chain)
+            outcome = Outcome(request if counted else None, reply, wire, chain)
             for observe in self.observers:
-                observe(outcome, proto, client)
+                observe(outcome, request.proto, request.client)
         return wire

@@ -35,6 +35,13 @@ from kdns.server import _hotpath
 # ~30 MiB, inside kind's 170 Mi limit; the bench's 54k distinct questions still fit.
 MAX_ENTRIES = 64_000
 MAX_SHUFFLED = 256  # A/AAAA answers shuffled per reply at most (more: replayed in the chain's order)
+# Question types whose replies become templates. Every template, and the stats slot its metric labels
+# get, is state a client creates by asking; with all 65,536 qtypes (and DO on or off) it reached
+# 200 MB. So only the types clients really ask are replayed (CoreDNS's metrics single out the same
+# set, plugin/metrics/vars monitorType, plus SVCB and CAA); the rest always take the chain.
+REPLAYED_QTYPES = frozenset(
+    {1, 2, 5, 6, 12, 15, 16, 28, 33, 43, 46, 47, 48, 50, 64, 65, 255, 257}
+)  # A NS CNAME SOA PTR MX TXT AAAA SRV DS RRSIG NSEC DNSKEY NSEC3 SVCB HTTPS ANY CAA
 # A key is the question (name, QTYPE, QCLASS) from offset 12 of the message, then one shape byte.
 _KEY_TO_QUESTION_END = 12 - 1
 _TYPE_SOA, _TYPE_A, _TYPE_AAAA = 6, 1, 28

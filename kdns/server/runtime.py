@@ -37,6 +37,8 @@ class Runtime:
         self.shared: dict[str, Any] = {}
         self.corefile: Corefile | None = None
         self.plan: ServerPlan | None = None
+        self._starting: ServerPlan | None = None  # a configuration whose plugins are starting
+        self.serving = False
         self.listeners: dict[ListenKey, Listener] = {}
         self.stopped = asyncio.Event()
         self.exit_code = 0
@@ -48,7 +50,8 @@ class Runtime:
     # --- plugin.Controller -------------------------------------------------------------------
 
     def plugins(self) -> Sequence[Plugin]:
-        return self.plan.plugins if self.plan else []
+        plan = self._starting or self.plan
+        return plan.plugins if plan else []
 
     def request_reload(self) -> None:
         self._spawn(self.reload())
@@ -61,7 +64,7 @@ class Runtime:
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
         query = DNSRecord(q=DNSQuestion(qname, qtype))  # DNSRecord.question() wants a type name, not a number
         listener = next(iter(self.listeners.values()))
-        wire = await listener.slot.dispatcher.handle(query.pack(), proto, ("127.0.0.1", 0))
+        wire = await listener.slot.dispatcher.handle(bytes(query.pack()), proto, ("127.0.0.1", 0))
         return DNSRecord.parse(wire) if wire else query.reply()
 
     def serves(self, qname: str) -> bool:
@@ -74,7 +77,7 @@ class Runtime:
         """Everything is ready, logged and counted before the first socket opens, so whoever sees
         the port open (a probe, a test) sees a finished start-up."""
         plan = build_plan(corefile, self, self.shared, self.dns_port)
-        await self._start_plugins(plan.plugins)
+        await self._start_plugins(plan)
         self.corefile, self.plan = corefile, plan
         for key, chains in plan.listeners.items():
             listener = Listener(key[0], key[1], DispatcherSlot(Dispatcher("", chains)))
@@ -86,6 +89,7 @@ class Runtime:
         _freeze_long_lived()
         for listener in self.listeners.values():
             await listener.start()
+        self.serving = True
 
     async def reload(self) -> bool:
         """Apply the Corefile on disk if it changed and is valid; keep the old one otherwise."""
@@ -104,7 +108,7 @@ class Runtime:
                 self._reload_failed(str(e))
                 return False
             try:
-                await self._start_plugins(plan.plugins)
+                await self._start_plugins(plan)
                 await self._swap(plan)
             except Exception as e:
                 await self._stop_plugins(plan.plugins)
@@ -165,15 +169,20 @@ class Runtime:
                 for listener in self.listeners.values():
                     attach(listener.slot.dispatcher)
 
-    async def _start_plugins(self, plugins: Sequence[Plugin]) -> None:
+    async def _start_plugins(self, plan: ServerPlan) -> None:
+        """Start every plugin of `plan`; meanwhile `plugins()` reports them, so /ready answers for
+        the configuration about to serve (the kubernetes plugin waits for its sync here)."""
         started: list[Plugin] = []
+        self._starting = plan
         try:
-            for plugin in plugins:
+            for plugin in plan.plugins:
                 await plugin.start()
                 started.append(plugin)
         except BaseException:
             await self._stop_plugins(started)
             raise
+        finally:
+            self._starting = None
 
     @staticmethod
     async def _stop_plugins(plugins: Sequence[Plugin]) -> None:

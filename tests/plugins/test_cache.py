@@ -24,7 +24,6 @@ from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier, effective_capacity, parse
 from kdns.plugins.cache.entry import Entry
 from kdns.plugins.cache.plugin import Cache
-from kdns.protocol.edns import read_edns
 from kdns.request import Reply, Request, Reuse
 from tests.plugins.kubernetes import cluster
 from tests.support import objects as o
@@ -162,10 +161,7 @@ def _request(name: str, qtype: str = "A", do: bool = False, cd: bool = False) ->
     q = dns.message.make_query(name, qtype, use_edns=0 if do else -1, want_dnssec=do)
     if cd:
         q.flags |= dns.flags.CD
-    msg = DNSRecord.parse(q.to_wire())
-    return Request(message=msg, proto="udp", client=("127.0.0.1", 5353), server="dns://:53",
-                   qname=str(msg.q.qname), qtype=int(msg.q.qtype), qclass=1, edns=read_edns(msg),
-                   size=len(q.to_wire()))
+    return Request.from_wire(q.to_wire(), "udp", ("127.0.0.1", 5353), "dns://:53")
 
 
 def test_entry_reply_counts_down_and_never_below_zero() -> None:

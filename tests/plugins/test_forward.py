@@ -13,7 +13,7 @@ import dns.flags
 import dns.message
 import dns.query
 import pytest
-from dnslib import QTYPE, DNSRecord
+from dnslib import DNSRecord
 
 from kdns.corefile import CorefileError
 from kdns.corefile.model import Directive
@@ -22,7 +22,6 @@ from kdns.plugins.forward.config import ForwardConfig, HealthCheckConfig, Upstre
 from kdns.plugins.forward.plugin import Forward
 from kdns.plugins.forward.policy import RoundRobin, random_order, sequential_order
 from kdns.plugins.forward.resolvconf import parse_nameservers
-from kdns.protocol.edns import read_edns
 from kdns.request import Request
 from tests.support.dnsclient import answer_texts, ask, has_flag, rcode
 from tests.support.process import KdnsProcess, run_kdns
@@ -156,8 +155,7 @@ def test_from_and_except_matching() -> None:
 
 def _request(name: str, qtype: str = "A", proto: str = "udp") -> Request:
     msg = DNSRecord.question(name, qtype)
-    return Request(message=msg, proto=proto, client=("127.0.0.1", 0), server="dns://:53", qname=name,
-                   qtype=getattr(QTYPE, qtype), qclass=1, edns=read_edns(msg), size=len(msg.pack()))
+    return Request.from_wire(bytes(msg.pack()), proto, ("127.0.0.1", 0), "dns://:53")
 
 
 async def _no_next(request: Request) -> object:

@@ -5,27 +5,29 @@ from __future__ import annotations
 import pytest
 from dnslib import EDNS0, NS, QTYPE, RR, A, DNSRecord
 
-from kdns.protocol.edns import OUR_UDP_SIZE, read_edns
+from kdns.protocol import query as wire_query
+from kdns.protocol.edns import OUR_UDP_SIZE
 from kdns.protocol.message import BADVERS, new_reply, to_wire
+from kdns.protocol.query import Query
 
 
-def query(name: str = "big.example.", edns: int | None = None, do: bool = False) -> DNSRecord:
+def query(name: str = "big.example.", edns: int | None = None, do: bool = False) -> Query:
     q = DNSRecord.question(name, "A")
     if edns is not None:
         q.add_ar(EDNS0(udp_len=edns, flags="do" if do else ""))
-    return DNSRecord.parse(q.pack())
+    return wire_query.parse(bytes(q.pack()))
 
 
-def with_answers(q: DNSRecord, n: int) -> DNSRecord:
-    r = new_reply(q, read_edns(q))
+def with_answers(q: Query, n: int) -> DNSRecord:
+    r = new_reply(q, q.edns)
     for i in range(n):
-        r.add_answer(RR(str(q.q.qname), QTYPE.A, ttl=30, rdata=A(f"10.0.{i // 256}.{i % 256}")))
+        r.add_answer(RR(str(r.q.qname), QTYPE.A, ttl=30, rdata=A(f"10.0.{i // 256}.{i % 256}")))
     return r
 
 
 def test_edns_is_read_and_mirrored() -> None:
     q = query(edns=4096, do=True)
-    e = read_edns(q)
+    e = q.edns
     assert e is not None and (e.version, e.udp_size, e.do) == (0, 4096, True)
     r = DNSRecord.parse(new_reply(q, e).pack())
     (opt,) = [rr for rr in r.ar if rr.rtype == QTYPE.OPT]
@@ -34,7 +36,7 @@ def test_edns_is_read_and_mirrored() -> None:
 
 
 def test_tiny_edns_size_counts_as_512() -> None:
-    e = read_edns(query(edns=100))
+    e = query(edns=100).edns
     assert e is not None and e.udp_size == 512
 
 
@@ -45,7 +47,7 @@ def test_no_opt_without_client_edns() -> None:
 
 def test_badvers_splits_the_extended_rcode() -> None:
     q = query(edns=1232)
-    r = DNSRecord.parse(new_reply(q, read_edns(q), BADVERS).pack())
+    r = DNSRecord.parse(new_reply(q, q.edns, BADVERS).pack())
     assert r.header.rcode == 0
     (opt,) = r.ar
     assert (opt.ttl >> 24) == 1
@@ -65,12 +67,12 @@ def test_truncation_keeps_the_longest_answer_prefix_and_the_opt(edns: int | None
     q = query(edns=edns)
     full = with_answers(q, 120)
     full.add_auth(RR("example.", QTYPE.NS, ttl=30, rdata=NS("ns.example.")))
-    cut = to_wire(full, read_edns(q), tcp=False)
+    cut = to_wire(full, q.edns, tcp=False)
     limit = edns or 512
     kept = len(DNSRecord.parse(cut).rr)
 
     def repacked(n: int) -> bytes:
-        r = new_reply(q, read_edns(q))
+        r = new_reply(q, q.edns)
         r.header.tc = 1
         for rr in full.rr[:n]:
             r.add_answer(rr)
@@ -83,7 +85,7 @@ def test_truncation_keeps_the_longest_answer_prefix_and_the_opt(edns: int | None
 
 def test_edns_size_is_honoured_and_tcp_is_not_truncated() -> None:
     q = query(edns=4096)
-    assert DNSRecord.parse(to_wire(with_answers(q, 60), read_edns(q), tcp=False)).header.tc == 0
+    assert DNSRecord.parse(to_wire(with_answers(q, 60), q.edns, tcp=False)).header.tc == 0
     q2 = query()
     r = DNSRecord.parse(to_wire(with_answers(q2, 60), None, tcp=True))
     assert r.header.tc == 0 and len(r.rr) == 60

@@ -66,7 +66,8 @@ class FakeUpstream:
     max_inflight: int = 0
 
     def __post_init__(self) -> None:
-        self._records: dict[tuple[str, int], list[RR]] = {}
+        # Keyed by the labels themselves: dnslib's text form does not escape a dot inside a label.
+        self._records: dict[tuple[tuple[bytes, ...], int], list[RR]] = {}
         self._lock = threading.Lock()
         self._inflight = 0
         self._loop = asyncio.new_event_loop()
@@ -84,7 +85,7 @@ class FakeUpstream:
         """Add a record in zone-file syntax, e.g. add("a.example.org.", "A", "192.0.2.1", ttl=60)."""
         rr = RR.fromZone(f"{name} {ttl} IN {rtype} {rdata}")[0]
         with self._lock:
-            self._records.setdefault((str(rr.rname).lower(), rr.rtype), []).append(rr)
+            self._records.setdefault((_labels(rr.rname), rr.rtype), []).append(rr)
 
     def clear(self) -> None:
         with self._lock:
@@ -244,7 +245,7 @@ class FakeUpstream:
             return reply
         if self.mode == "mismatch":
             reply.questions[0].qname = DNSLabel("other.invalid.")
-        qname, qtype = str(query.q.qname).lower(), query.q.qtype
+        qname, qtype = _labels(query.q.qname), query.q.qtype
         with self._lock:
             answers = list(self._records.get((qname, qtype), []))
             exists = any(name == qname for name, _ in self._records)
@@ -258,6 +259,10 @@ class FakeUpstream:
             soa = SOA("ns.upstream.test.", "hostmaster.upstream.test.", (1, 7200, 1800, 86400, self.soa_ttl))
             reply.add_auth(RR(".", QTYPE.SOA, ttl=self.soa_ttl, rdata=soa))
         return reply
+
+
+def _labels(name: DNSLabel) -> tuple[bytes, ...]:
+    return tuple(bytes(label).lower() for label in name.label)
 
 
 @contextlib.contextmanager

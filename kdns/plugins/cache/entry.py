@@ -56,7 +56,7 @@ class Entry:
         msg = request.reply(self.rcode, aa=True)
         msg.header.ra = int(self.ra)
         # RFC 6840 §5.7-5.8: AD only for clients that asked for DNSSEC (DO) or set AD themselves.
-        msg.header.ad = int(self.ad and (request.do or bool(request.message.header.ad)))
+        msg.header.ad = int(self.ad and (request.do or request.ad))
         ttl = max(ttl, 0)
         msg.rr = with_ttl(self.answer, ttl)
         msg.auth = with_ttl(self.authority, ttl)

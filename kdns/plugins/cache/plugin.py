@@ -25,11 +25,11 @@ from dnslib import QTYPE, RCODE, DNSHeader, DNSRecord
 
 from kdns.log import plugin_logger
 from kdns.plugin import Handler, Plugin
-from kdns.plugins._args import zone_matches
 from kdns.plugins.cache import metrics
 from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier
 from kdns.plugins.cache.entry import Entry, with_ttl
+from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request, Reuse
 from kdns.tasks import cancel_and_wait
 
@@ -88,7 +88,7 @@ class Cache(Plugin):
             request.qtype,
             request.qclass,
             request.do,
-            bool(request.message.header.cd),
+            request.cd,
         )
         found = self._lookup(key, now)
         if found is None:
@@ -232,7 +232,7 @@ class Cache(Plugin):
 def _capped(msg: DNSRecord, ttl: int, request: Request) -> DNSRecord:
     """`msg` with every record's TTL set to `ttl` and AD cleared for non-DNSSEC clients (CoreDNS
     cache WriteMsg); `msg` itself is returned when nothing changes, and is never modified."""
-    clear_ad = bool(msg.header.ad) and not (request.do or bool(request.message.header.ad))
+    clear_ad = bool(msg.header.ad) and not (request.do or request.ad)
     records = (*msg.rr, *msg.auth, *msg.ar)
     if not clear_ad and all(rr.ttl == ttl for rr in records if rr.rtype != QTYPE.OPT):
         return msg

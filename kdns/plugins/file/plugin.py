@@ -14,10 +14,11 @@ import asyncio
 from kdns.corefile.model import Directive
 from kdns.log import plugin_logger
 from kdns.plugin import Handler, Plugin, SetupContext
-from kdns.plugins._args import expect_args, parse_duration, unknown_property, zone_matches, zones_or_default
+from kdns.plugins._args import expect_args, parse_duration, unknown_property, zones_or_default
 from kdns.plugins._watch import Poller, Signature, file_signature
 from kdns.plugins.file.zone import Zone
 from kdns.plugins.file.zonefile import ZoneFileError
+from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request
 
 DEFAULT_RELOAD = 60.0  # CoreDNS: "Default is one minute"
@@ -39,7 +40,7 @@ class FilePlugin(Plugin):
         origin = zone_matches(request.qname_lower, self._origins)
         if origin is None:
             return await next_(request)
-        result = self.zones[origin].lookup(request.message.q.qname, request.qtype)
+        result = self.zones[origin].lookup(request.owner, request.qtype)
         msg = request.reply(rcode=result.rcode, aa=result.aa)
         msg.add_answer(*result.answer)
         msg.add_auth(*result.authority)

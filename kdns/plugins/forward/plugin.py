@@ -18,13 +18,13 @@ from typing import ClassVar
 from dnslib import RCODE, DNSRecord
 
 from kdns.plugin import Handler, Plugin, PluginError
-from kdns.plugins._args import zone_matches
 from kdns.plugins.forward import metrics
 from kdns.plugins.forward.config import ForwardConfig
 from kdns.plugins.forward.health import HealthCheck
 from kdns.plugins.forward.policy import make_policy
 from kdns.plugins.forward.proxy import READ_TIMEOUT, Proxy, UpstreamError
-from kdns.protocol.message import FormatError, parse_query
+from kdns.protocol.message import MessageError, parse_message
+from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request
 from kdns.tasks import cancel_and_wait
 
@@ -94,7 +94,7 @@ class Forward(Plugin):
     async def _forward(self, request: Request) -> Reply:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + OVERALL_TIMEOUT
-        wire = bytes(request.message.pack())
+        wire = request.wire  # the client's query as sent (CoreDNS forwards the message it parsed)
         max_fails = self.config.max_fails
         proxies = self._order(self.proxies)
         i = fails = 0
@@ -148,14 +148,14 @@ class Forward(Plugin):
             break
         if not request.matches(reply):
             return Reply(request.reply(RCODE.FORMERR), self.name)  # CoreDNS: a mismatched reply is FORMERR
-        reply.header.id = request.message.header.id
+        reply.header.id = request.query.id
         return Reply(reply, self.name)
 
     @staticmethod
     def _parse(data: bytes, request: Request, proto: str, proxy: Proxy) -> DNSRecord:
         try:
-            return parse_query(data)
-        except FormatError as e:
+            return parse_message(data)
+        except MessageError as e:
             if proto == "udp" and len(data) >= 12 and data[2] & 0x02:
                 # A datagram cut off mid-record (TC set): pass an empty TC=1 reply on, as CoreDNS's
                 # truncateResponse does, so the client retries over TCP.

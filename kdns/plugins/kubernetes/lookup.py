@@ -22,17 +22,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeAlias
 
-from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SRV, TXT, A
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SRV, TXT, A, DNSLabel
 
 from kdns.k8s.index import ClusterIndex
 from kdns.k8s.records import Addresses, ServiceView, SrvRecord, packed_ip, split_families
 from kdns.plugins.kubernetes.names import address_from_pod_label, address_from_reverse
 from kdns.plugins.kubernetes.options import REVERSE_SUFFIXES, KubernetesOptions, is_reverse_zone
+from kdns.protocol import names
 
 DNS_SCHEMA_VERSION = "1.1.0"  # dns-spec §2
 DNS_VERSION_TTL = 28800  # CDNS §1: always 28800
 _ADDRESS_TYPES = (QTYPE.A, QTYPE.AAAA)
+# An answer's owner: the name as spelled, as text or a dnslib label (which keeps a label's dots).
+Owner: TypeAlias = str | DNSLabel
 
 
 class Status(Enum):
@@ -79,10 +83,10 @@ class Lookup:
 
     # --- entry point ----------------------------------------------------------------------------
 
-    def lookup(self, owner: str, qname: str, zone: str, qtype: int) -> Result:
-        """`owner` is the name as the client spelled it; `qname` is its lower-case form in `zone`."""
-        rel = qname[: len(qname) - len(zone)].rstrip(".") if zone != "." else qname.rstrip(".")
-        labels = rel.split(".") if rel else []
+    def lookup(self, owner: Owner, qname: str, zone: str, qtype: int) -> Result:
+        """`owner` is the name as the client spelled it; `qname` is its lower-case form in `zone`.
+        Labels are split as escaped text: one holding a dot stays one label (and matches nothing)."""
+        labels = names.relative(qname, zone)
         if is_reverse_zone(zone):
             return self._reverse(owner, qname, labels, zone, qtype)
         if not labels:
@@ -116,7 +120,7 @@ class Lookup:
             return Result(Status.ANSWER)  # the plugin writes the SOA (it owns serial and zone spelling)
         return _nodata()
 
-    def nameservers(self, zone_owner: str, zone: str) -> tuple[list[RR], list[RR]]:
+    def nameservers(self, zone_owner: Owner, zone: str) -> tuple[list[RR], list[RR]]:
         """NS records and glue for the apex (CDNS §3): the Service whose endpoint is this server,
         else `ns.dns.<zone>` with this server's addresses."""
         ns_rrs: list[RR] = []
@@ -143,7 +147,7 @@ class Lookup:
 
     # --- svc.<zone> -----------------------------------------------------------------------------
 
-    def _svc(self, owner: str, labels: list[str], zone: str, qtype: int) -> Result:
+    def _svc(self, owner: Owner, labels: list[str], zone: str, qtype: int) -> Result:
         n = len(labels)
         if n == 1:
             return _nodata()
@@ -171,7 +175,7 @@ class Lookup:
             return self._srv(owner, view, srvs, zone)
         return _nxdomain()
 
-    def _service(self, owner: str, view: ServiceView, zone: str, qtype: int) -> Result:
+    def _service(self, owner: Owner, view: ServiceView, zone: str, qtype: int) -> Result:
         if view.cname is not None:
             return self._external_name(owner, view.cname, qtype)
         if qtype == QTYPE.SRV:
@@ -181,7 +185,7 @@ class Lookup:
             return Result(Status.ANSWER, rrs) if rrs else _nodata()
         return self._addresses(owner, view.addresses, qtype)
 
-    def _endpoint(self, owner: str, view: ServiceView, label: str, qtype: int) -> Result:
+    def _endpoint(self, owner: Owner, view: ServiceView, label: str, qtype: int) -> Result:
         addrs = self.index.endpoints_of((view.namespace, view.name)).get(label)
         if addrs is not None:
             return self._addresses(owner, addrs, qtype)
@@ -190,7 +194,7 @@ class Lookup:
             return _nodata()
         return _nxdomain()
 
-    def _srv(self, owner: str, view: ServiceView, srvs: Sequence[SrvRecord], zone: str) -> Result:
+    def _srv(self, owner: Owner, view: ServiceView, srvs: Sequence[SrvRecord], zone: str) -> Result:
         answer = [
             RR(owner, QTYPE.SRV, ttl=self.ttl, rdata=SRV(s.priority, s.weight, s.port, f"{s.target}.{zone}"))
             for s in srvs
@@ -204,7 +208,7 @@ class Lookup:
             glue.extend(self._address_rrs(f"{target}.{zone}", addrs))
         return Result(Status.ANSWER, answer, glue)
 
-    def _external_name(self, owner: str, target: str, qtype: int) -> Result:
+    def _external_name(self, owner: Owner, target: str, qtype: int) -> Result:
         cname = RR(owner, QTYPE.CNAME, ttl=self.ttl, rdata=CNAME(target + "."))
         if qtype == QTYPE.CNAME:
             return Result(Status.ANSWER, [cname])
@@ -212,7 +216,7 @@ class Lookup:
 
     # --- pod.<zone> -----------------------------------------------------------------------------
 
-    def _pod(self, owner: str, labels: list[str], qtype: int) -> Result:
+    def _pod(self, owner: Owner, labels: list[str], qtype: int) -> Result:
         n = len(labels)
         if n == 1:
             return _nodata()
@@ -234,10 +238,9 @@ class Lookup:
 
     # --- reverse zones --------------------------------------------------------------------------
 
-    def _reverse(self, owner: str, qname: str, labels: list[str], zone: str, qtype: int) -> Result:
-        suffix = next(s for s in REVERSE_SUFFIXES if qname.endswith(s))
-        full = qname[: len(qname) - len(suffix)].rstrip(".")
-        packed = address_from_reverse(full.split(".") if full else [], suffix)
+    def _reverse(self, owner: Owner, qname: str, labels: list[str], zone: str, qtype: int) -> Result:
+        suffix = next(s for s in REVERSE_SUFFIXES if names.is_subdomain(qname, s))
+        packed = address_from_reverse(names.relative(qname, suffix), suffix)
         if packed is None:
             return _nxdomain()
         targets = [t for ns, t in self.index.ptr_targets(packed) if self._exposed(ns)]
@@ -256,7 +259,7 @@ class Lookup:
         allowed = self.opts.namespaces
         return (not allowed or namespace in allowed) and self.index.namespace_exists(namespace)
 
-    def _addresses(self, owner: str, addrs: Addresses, qtype: int) -> Result:
+    def _addresses(self, owner: Owner, addrs: Addresses, qtype: int) -> Result:
         if qtype == QTYPE.A and addrs.v4:
             return Result(Status.ANSWER, [RR(owner, QTYPE.A, ttl=self.ttl, rdata=A(ip)) for ip in addrs.v4])
         if qtype == QTYPE.AAAA and addrs.v6:
@@ -265,7 +268,7 @@ class Lookup:
             )
         return _nodata()
 
-    def _address_rrs(self, owner: str, addrs: Addresses) -> list[RR]:
+    def _address_rrs(self, owner: Owner, addrs: Addresses) -> list[RR]:
         return [RR(owner, QTYPE.A, ttl=self.ttl, rdata=A(ip)) for ip in addrs.v4] + [
             RR(owner, QTYPE.AAAA, ttl=self.ttl, rdata=AAAA(ip)) for ip in addrs.v6
         ]

@@ -21,10 +21,10 @@ from kdns.k8s.records import split_families
 from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
 from kdns.plugin import Controller, Handler, Plugin
-from kdns.plugins._args import zone_matches
 from kdns.plugins.kubernetes import metrics as source_metrics
 from kdns.plugins.kubernetes.lookup import Lookup, Result, Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
+from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request, Reuse
 
 _log = plugin_logger("kubernetes")
@@ -91,7 +91,7 @@ class Kubernetes(Plugin):
         zone = zone_matches(request.qname_lower, self.opts.zones)
         if zone is None:
             return await next_(request)
-        result = self.lookup.lookup(request.qname, request.qname_lower, zone, request.qtype)
+        result = self.lookup.lookup(request.owner, request.qname_lower, zone, request.qtype)
         if result.status is Status.NXDOMAIN:
             if self._falls_through(request.qname_lower):
                 return await next_(request)
