@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -87,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write(f"{os.getpid()}\n")
+    _raise_open_file_limit()
     runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop  # optional: the `fast` extra
@@ -95,6 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         runner = asyncio.run
     return int(runner(_serve(corefile, args.conf, args.port, args.quiet)))
+
+
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one, as Go does at start-up for CoreDNS: each
+    TCP client holds a descriptor, and a soft limit of 1024 would refuse connections (EMFILE) before
+    the server's own connection cap could replace idle ones."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _serve(corefile: Corefile, path: str, port: int, quiet: bool) -> int:

@@ -12,12 +12,17 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 
 from kdns.log import core_logger
 from kdns.server.dispatch import Dispatcher
 
-TCP_IDLE_TIMEOUT = 10.0
-TCP_MAX_CONNECTIONS = 1024  # beyond this, new connections are closed at once (resource guard)
+TCP_IDLE_TIMEOUT = 10.0  # also how long a reply may wait for a client to read
+# At this many connections a new one replaces the longest-idle one, or is closed when none is idle.
+TCP_MAX_CONNECTIONS = 1024
+# Queries read from one connection and not yet answered; beyond this, reading waits (back-pressure),
+# so a client pipelining without reading its replies cannot make kdns queue without bound.
+TCP_MAX_PENDING = 256
 # recvmmsg batches (of _hotpath.BATCH datagrams) per reader callback before yielding to the loop, so
 # TCP, timers and slow-path tasks are not starved. Queries longer than _hotpath.MAX_QUERY (4096, the
 # usual EDNS ceiling) are cut and then fail to parse (FORMERR).
@@ -115,7 +120,7 @@ class Listener:
         self.slot = slot
         self._udp: _UdpServer | None = None
         self._tcp: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: set[_TcpConnection] = set()
 
     @property
     def label(self) -> str:
@@ -138,56 +143,109 @@ class Listener:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-            for task in list(self._connections):
-                task.cancel()
+            for connection in list(self._connections):
+                connection.close()
             with contextlib.suppress(Exception):
                 await self._tcp.wait_closed()
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if len(self._connections) >= TCP_MAX_CONNECTIONS or task is None:
+        if len(self._connections) >= TCP_MAX_CONNECTIONS and not self._evict_idle():
             writer.close()
             return
-        self._connections.add(task)
-        peer = writer.get_extra_info("peername") or ("", 0)
-        client = normalize_client(peer)
-        write_lock = asyncio.Lock()
-        pending: set[asyncio.Task[None]] = set()
+        connection = _TcpConnection(reader, writer, self.slot)
+        self._connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self._connections.discard(connection)
 
-        async def answer(data: bytes) -> None:
-            try:
-                dispatcher = self.slot.dispatcher
-                wire = dispatcher.fast_reply(data, "tcp", client) or await dispatcher.handle(
-                    data, "tcp", client
-                )
-            except Exception:
-                _log.exception("unexpected failure answering a TCP query from %s", client[0])
-                return
-            if wire is None:
-                return
-            async with write_lock:
-                writer.write(struct.pack("!H", len(wire)) + wire)
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
+    def _evict_idle(self) -> bool:
+        """At the connection cap, close the connection idle the longest to admit a new one (RFC 7766
+        §6.2.3: a server under load may close idle connections). Without this, clients that open
+        connections and never send (or never read) would lock every other TCP client out until
+        their idle timeout. False when every connection is busy."""
+        idle = [c for c in self._connections if c.idle]
+        if not idle:
+            return False
+        min(idle, key=lambda c: c.last_active).close()
+        return True
 
+
+class _TcpConnection:
+    """One TCP client (RFC 7766): 2-byte framing (§8), pipelined queries answered as each finishes
+    (§6.2.1.1), closed when idle or when the client stops reading its replies."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: DispatcherSlot
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.slot = slot
+        self.client = normalize_client(writer.get_extra_info("peername") or ("", 0))
+        self.last_active = time.monotonic()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Semaphore(TCP_MAX_PENDING)
+        self._write_lock = asyncio.Lock()
+        self._reading = False
+        self._task = asyncio.current_task()
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for the next query with nothing in flight."""
+        return self._reading and not self._pending
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def serve(self) -> None:
         try:
             while True:
-                header = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
+                await self._room.acquire()  # at most TCP_MAX_PENDING queries in flight: stop reading
+                self._reading = True
+                header = await asyncio.wait_for(self.reader.readexactly(2), TCP_IDLE_TIMEOUT)
+                self._reading = False
                 (length,) = struct.unpack("!H", header)
-                data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
-                t = asyncio.get_running_loop().create_task(answer(data))
-                pending.add(t)
-                t.add_done_callback(pending.discard)
+                data = await asyncio.wait_for(self.reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                self.last_active = time.monotonic()
+                task = asyncio.get_running_loop().create_task(self._answer(data))
+                self._pending.add(task)
+                task.add_done_callback(self._done)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         except asyncio.CancelledError:
-            for t in pending:
-                t.cancel()
+            for task in self._pending:
+                task.cancel()
             raise
         finally:
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            writer.close()
+            if self._pending:
+                await asyncio.gather(*self._pending, return_exceptions=True)
+            self.writer.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            self._connections.discard(task)
+                await self.writer.wait_closed()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        self._room.release()
+
+    async def _answer(self, data: bytes) -> None:
+        try:
+            dispatcher = self.slot.dispatcher
+            wire = dispatcher.fast_reply(data, "tcp", self.client) or await dispatcher.handle(
+                data, "tcp", self.client
+            )
+        except Exception:
+            _log.exception("unexpected failure answering a TCP query from %s", self.client[0])
+            return
+        if wire is None:
+            return
+        async with self._write_lock:
+            self.writer.write(struct.pack("!H", len(wire)) + wire)
+            try:
+                # A client that never reads its replies fills the socket buffer: give up on it.
+                await asyncio.wait_for(self.writer.drain(), TCP_IDLE_TIMEOUT)
+            except (ConnectionError, TimeoutError):
+                self.writer.transport.abort()
+                self.close()
+            else:
+                self.last_active = time.monotonic()
