@@ -36,6 +36,8 @@ class Controller(Protocol):
     config_path: str
     # Appended to by plugins that report on configuration loads (reload: its log line and metrics).
     reload_observers: list[ReloadObserver]
+    # True once listeners answer queries; stays True through reloads (the old configuration serves).
+    serving: bool
 
     def request_reload(self) -> None:
         """Re-read the Corefile and apply it if it parses and sets up (reload plugin, SIGUSR1)."""
@@ -44,7 +46,8 @@ class Controller(Protocol):
         """Log `message` and exit non-zero (loop plugin)."""
 
     def plugins(self) -> Sequence[Plugin]:
-        """Every plugin of the running configuration (ready plugin)."""
+        """Every plugin of the newest configuration: the one being started (at start-up, or by a
+        reload until it is applied or rejected), else the running one (ready plugin)."""
 
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
         """Run a new query through the whole server, as CoreDNS's re-entry does (ExternalName chase)."""

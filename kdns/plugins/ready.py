@@ -2,10 +2,12 @@
 
 kubeadm's readiness probe reads :8181/ready. Otherwise 503 with the sorted, comma-separated names of
 the plugins not ready yet (CoreDNS plugin/ready). The plugins are asked at request time through the
-controller, so the answer follows reloads. As in CoreDNS, a plugin instance that has once been ready
-is not asked again (a later API outage does not make the pod unready); instances created by a
-reload are asked afresh. At shutdown the endpoint is withdrawn first, before health's lameduck, so
-the pod leaves the Service while it still answers.
+controller: those of the configuration being started while it starts (the kubernetes plugin waiting
+for its first sync, at start-up or after a reload), else the running one's. And never 200 before the
+DNS listeners are open, or kubelet would route traffic to a Pod that does not answer yet. As in
+CoreDNS, a plugin instance that has once been ready is not asked again (a later API outage does not
+make the pod unready); instances created by a reload are asked afresh. At shutdown the endpoint is
+withdrawn first, before health's lameduck, so the pod leaves the Service while it still answers.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Ready(Plugin):
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         names = not_ready(list(self.controller.plugins()), self.seen)
-        if not names:
+        if not names and self.controller.serving:
             return web.Response(text="OK")
         body = ",".join(names)
         _log.info('Plugins not ready: "%s"', body)

@@ -143,3 +143,90 @@ def test_ready_closes_first_at_shutdown(kdns: Kdns) -> None:
     assert get(f"http://127.0.0.1:{hport}/health") == (200, "OK")  # …while the pod still lives
     assert rcode(ask(p.port, "example.org.")) == "NOERROR"  # …and still answers stragglers
     assert p.wait(30) == 0
+
+
+def _poll(p: KdnsProcess, rport: int, seconds: float) -> list[tuple[int | None, bool]]:
+    """Ask /ready, then DNS, over and over from the start of `p`: (HTTP status or None when nothing
+    listens, whether DNS answered right after)."""
+    import socket
+    import time
+
+    import dns.message
+
+    q = dns.message.make_query("whoami.example.", "A").to_wire()
+    seen: list[tuple[int | None, bool]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            status: int | None = get(f"http://127.0.0.1:{rport}/ready", timeout=0.5)[0]
+        except OSError:
+            status = None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            s.sendto(q, ("127.0.0.1", p.port))
+            try:
+                answered = bool(s.recv(4096))
+            except OSError:
+                answered = False
+        seen.append((status, answered))
+        if status == 200 and answered:
+            break
+    return seen
+
+
+@pytest.mark.parametrize("api_state", ["hanging", "slow"])
+def test_ready_is_503_from_its_first_answer_until_dns_serves(
+    kdns: Kdns, api: ApiServer, api_state: str
+) -> None:
+    """Regression: while the kubernetes plugin waited for the API at start-up, /ready said 200 and
+    DNS was not answered at all, so kubelet would mark the Pod ready (and the rollout would delete
+    the old CoreDNS) seconds before it served."""
+    rport = free_port()
+    if api_state == "hanging":
+        api.hang_next(100)
+    else:
+        api.set_latency(1.5)
+    p = kdns(
+        ".:{port} {\n"
+        f"    ready 127.0.0.1:{rport}\n"
+        "    kubernetes cluster.local {\n"
+        f"        endpoint {api.url}\n"
+        "        startup_timeout 3s\n"
+        "    }\n"
+        "    whoami\n"
+        "}\n",
+        wait_tcp=False,
+    )
+    seen = _poll(p, rport, 10.0)
+    assert (503, False) in seen  # /ready answered during the wait, and said not ready
+    assert (200, False) not in seen  # never ready while DNS did not answer
+    assert any(answered for _, answered in seen)
+    if api_state == "hanging":  # started unsynced: DNS answers (SERVFAIL), /ready stays 503
+        assert get(f"http://127.0.0.1:{rport}/ready") == (503, "kubernetes")
+    else:
+        assert seen[-1] == (200, True)
+
+
+def test_ready_is_503_while_a_reload_rebuilds_the_kubernetes_plugin(kdns: Kdns, api: ApiServer) -> None:
+    rport = free_port()
+    text = (
+        ".:{port} {\n"
+        f"    ready 127.0.0.1:{rport}\n"
+        "    kubernetes cluster.local {\n"
+        f"        endpoint {api.url}\n"
+        "        ttl %d\n"
+        "        startup_timeout 10s\n"
+        "    }\n"
+        "    whoami\n"
+        "}\n"
+    )
+    p = kdns(text % 5)
+    until(lambda: get(f"http://127.0.0.1:{rport}/ready") == (200, "OK"), "ready after the first sync")
+    api.hang_next(3, watch=False)  # the new kubernetes plugin's three lists will not finish
+    p.corefile_path.write_text((text % 7).replace("{port}", str(p.port)))
+    p.signal(signal.SIGUSR1)
+    # at once, not only after startup_timeout, when the new configuration starts serving unsynced
+    until(lambda: get(f"http://127.0.0.1:{rport}/ready") == (503, "kubernetes"), "503 during the reload", 3)
+    assert rcode(ask(p.port, "whoami.example.")) == "NOERROR"  # the old configuration still serves
+    api.release_hung()
+    until(lambda: get(f"http://127.0.0.1:{rport}/ready") == (200, "OK"), "ready once the new one synced", 30)

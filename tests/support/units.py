@@ -10,13 +10,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dnslib import EDNS0, DNSRecord
-from dnslib import QTYPE as DNSLIB_QTYPE
 
 from kdns.corefile import Directive, parse_corefile
 from kdns.corefile.model import Corefile
 from kdns.log import setup_logging
 from kdns.plugin import Plugin, ReloadObserver, SetupContext
-from kdns.protocol.edns import read_edns
 from kdns.request import Request
 
 
@@ -28,6 +26,7 @@ class FakeController:
         self.reload_observers: list[ReloadObserver] = []
         self.reloads = 0
         self.fatals: list[str] = []
+        self.serving = True
         self._plugins = list(plugins)
 
     def request_reload(self) -> None:
@@ -78,20 +77,9 @@ def request(
     msg = DNSRecord.question(name, qtype)
     if edns is not None:
         msg.add_ar(EDNS0(udp_len=edns, flags="do" if do else ""))
-    wire = msg.pack()
-    msg = DNSRecord.parse(wire)
-    return Request(
-        message=msg,
-        proto=proto,
-        client=client,
-        server="dns://:53",
-        qname=str(msg.q.qname),
-        qtype=int(getattr(DNSLIB_QTYPE, qtype)),
-        qclass=1,
-        edns=read_edns(msg),
-        size=len(wire),
-        zone=zone,
-    )
+    request = Request.from_wire(bytes(msg.pack()), proto, client, "dns://:53")
+    request.zone = zone
+    return request
 
 
 @contextlib.contextmanager
