@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import socket
 import time
 
 from dnslib import QTYPE, RCODE, RR, SOA
@@ -20,6 +19,7 @@ from kdns.k8s.models import Kind
 from kdns.k8s.records import split_families
 from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
+from kdns.netif import interface_addresses
 from kdns.plugin import Controller, Handler, Plugin
 from kdns.plugins._args import zone_matches
 from kdns.plugins.kubernetes import metrics as source_metrics
@@ -192,10 +192,8 @@ class Kubernetes(Plugin):
 
 async def _own_addresses() -> list[str]:
     """This server's non-loopback addresses, to find the Service it backs (dns-contract.md §15)."""
-    loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(loop.getaddrinfo(socket.gethostname(), None), 2.0)
-    except (OSError, TimeoutError):
+        return interface_addresses()
+    except OSError as e:
+        _log.warning("cannot list the network interfaces (%s): the apex NS will be ns.dns without glue", e)
         return []
-    addrs = {str(info[4][0]) for info in infos}
-    return sorted(a for a in addrs if not a.startswith("127.") and a != "::1")
