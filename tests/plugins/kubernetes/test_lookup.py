@@ -1,4 +1,6 @@
-"""The kubernetes plugin's answers, computed from an index fed with a known cluster (no sockets)."""
+"""The kubernetes plugin's answers, computed from an index fed with a known cluster (no sockets).
+
+Section numbers (§) are those of docs/dns-contract.md."""
 
 from __future__ import annotations
 
