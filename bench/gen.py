@@ -5,7 +5,7 @@
 records for knotd, so both servers answer the same questions from the same data.
 
 The zone is derived here from the generated model, independently of kdns's own record code, by the
-rules of docs/dns-spec.md §3–§5 and coredns-behaviour.md §2 (SRV weights): tests/bench/test_gen.py
+rules of docs/dns-contract.md §3–§5 and §14 (SRV weights): tests/bench/test_gen.py
 checks both sides describe the same records, and bench/run.py checks live answers agree.
 
 Default size is the memory target of issue #4: 10k Services and 100k endpoints.
@@ -28,10 +28,10 @@ from kdns.k8s.records import dashed_ip
 
 ZONE = "cluster.local"
 TTL = 30  # kind's Corefile sets `ttl 30`; the SOA minimum and the RR TTLs use it alike
-DNS_VERSION_TTL = 28800  # coredns-behaviour.md §1: dns-version.<zone> TXT always has TTL 28800
-SOA_SERIAL, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 1, 7200, 1800, 86400  # CoreDNS's SOA timers (CDNS §3)
+DNS_VERSION_TTL = 28800  # docs/dns-contract.md §6: dns-version.<zone> TXT always has TTL 28800
+SOA_SERIAL, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 1, 7200, 1800, 86400  # CoreDNS's SOA timers (§15)
 SLICE_MAX = 100  # the EndpointSlice controller's default --max-endpoints-per-slice
-SRV_WEIGHT_TOTAL = 100  # CoreDNS weighs SRV records out of 100 (CDNS §2)
+SRV_WEIGHT_TOTAL = 100  # CoreDNS weighs SRV records out of 100 (§14)
 
 CLUSTER_NET4 = ipaddress.IPv4Address("10.96.0.10")
 CLUSTER_NET6 = ipaddress.IPv6Address("fd00:10:96::a")
@@ -356,7 +356,7 @@ def _address_records(owner: str, ips: list[str]) -> Iterator[Record]:
 
 
 def _srv_records(owner: str, candidates: list[tuple[int, str]]) -> Iterator[Record]:
-    """CDNS §2: weight floor(100/candidates), at least 1, counted before duplicates are dropped."""
+    """§14: weight floor(100/candidates), at least 1, counted before duplicates are dropped."""
     if not candidates:
         return
     weight = max(1, SRV_WEIGHT_TOTAL // len(candidates))

@@ -1,7 +1,7 @@
 """Command line in CoreDNS's shape (Go-style single-dash flags), start-up and signals.
 
 kubeadm's Deployment passes `-conf /etc/coredns/Corefile` as args, so these flags are the contract.
-Signals as CoreDNS (coredns-behaviour.md §6): TERM/INT graceful (a second INT forces), QUIT
+Signals as CoreDNS (docs/dns-contract.md §19): TERM/INT graceful (a second INT forces), QUIT
 immediate, USR1 reload, HUP ignored.
 """
 

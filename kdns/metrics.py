@@ -4,7 +4,7 @@ Every metric lives in `REGISTRY` for the life of the process: reloads build new 
 must not declare metrics twice (prometheus-client refuses duplicates), so plugin modules declare their
 metrics at import time through `counter`/`gauge`/`histogram`, which return the existing object when
 the same metric is declared again. Names are `coredns_<subsystem>_<name>` exactly as CoreDNS exports
-them (coredns-behaviour.md §5); the `prometheus` plugin serves this registry on /metrics.
+them (docs/dns-contract.md §19); the `prometheus` plugin serves this registry on /metrics.
 
 Metrics updated on every query use `hot_counter`/`hot_histogram` instead: prometheus-client takes a
 lock on every inc/observe (1–3 µs each, measured), which added ~11 µs to each query for the five

@@ -1,12 +1,15 @@
-"""Shared fixtures: free ports and a factory for real kdns processes."""
+"""Shared fixtures: free ports, a factory for real kdns processes, a scratch network namespace."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.rehearsal.netns import NetNs, can_create
 from tests.support.ports import free_port
 from tests.support.process import KdnsProcess
 
@@ -33,3 +36,19 @@ def kdns(tmp_path: Path) -> Iterator[Callable[..., KdnsProcess]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNs]:
+    """A network namespace of its own for one test (loopback up), deleted after it. Making one needs
+    root; elsewhere the test is skipped, but CI (CI=true), which runs as root, must run it."""
+    reason = can_create()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run this test, but {reason}")
+        pytest.skip(reason)
+    ns = NetNs(f"kdns-t{os.getpid()}-{secrets.token_hex(3)}").create()
+    try:
+        yield ns
+    finally:
+        ns.delete()

@@ -185,7 +185,7 @@ class ClusterIndex:
                 self._bump(obj.name)
         elif isinstance(obj, Pod):
             self._remove_pod(obj.key)
-            if not obj.terminating and obj.ip:  # CDNS: pods with deletionTimestamp are dropped
+            if not obj.terminating and obj.ip:  # docs/dns-contract.md §16: deleting pods are dropped
                 self.pods[obj.key] = obj
                 ip = packed_ip(obj.ip)
                 if ip is not None:
@@ -352,7 +352,7 @@ class ClusterIndex:
         self.scope_gen[""] = self.scope_gen.get("", 0) + 1
 
     def _touch(self, scope: str) -> None:
-        """A DNS-relevant change (CDNS §1: the SOA serial is the time of the last one)."""
+        """A DNS-relevant change (docs/dns-contract.md §15: the SOA serial is the time of the last one)."""
         self._bump(scope)
         self.serial = int(self._clock())
 

@@ -2,8 +2,8 @@
 
 Computed once per change of the Service or one of its slices (never per query) and stored in the
 index as a ServiceView. Names here are relative to the cluster zone and lower-case
-(`web.default.svc`); the plugin appends the zone when it answers. Rules cite docs/dns-spec.md (§)
-and coredns-behaviour.md (CDNS §).
+(`web.default.svc`); the plugin appends the zone when it answers. Rules cite the sections (§) of
+docs/dns-contract.md.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from kdns.k8s.models import EndpointSlice, Service, ServicePort
 
-# CDNS §1: `endpoint_pod_names` uses the pod name only when it fits a DNS label (< 64 chars).
+# §1: `endpoint_pod_names` uses the pod name only when it fits a DNS label (< 64 chars).
 _MAX_LABEL = 63
-# CoreDNS weighs SRV records out of 100 (CDNS §2, "SRV weight").
+# CoreDNS weighs SRV records out of 100 (§14).
 _SRV_WEIGHT_TOTAL = 100
 
 
@@ -53,7 +53,7 @@ class ServiceView:
     # cluster's endpoints cost ~20 MB at 100k; ClusterIndex.endpoints_of derives them when asked.
     endpoints: dict[str, Addresses] = field(default_factory=dict)
     srv_by_port: dict[tuple[str, str], tuple[SrvRecord, ...]] = field(default_factory=dict)  # (name, proto)
-    srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CDNS extension, §13)
+    srv_all: tuple[SrvRecord, ...] = ()  # SRV at the bare service name (CoreDNS extension, §13)
     cluster_ips: tuple[str, ...] = ()  # PTR → the Service
     endpoint_ips: tuple[str, ...] = ()  # ready endpoint addresses: PTR → their endpoint names
     # For ClusterIP Services, whose endpoint names are not kept: a digest of (label, address) pairs,
@@ -92,7 +92,7 @@ def split_families(ips: Iterable[str]) -> Addresses:
 
 
 def _weight(candidates: int) -> int:
-    """floor(100/N), at least 1, computed before duplicates are removed (CDNS §2)."""
+    """floor(100/N), at least 1, computed before duplicates are removed (§14)."""
     return max(1, _SRV_WEIGHT_TOTAL // candidates) if candidates else 0
 
 
@@ -150,7 +150,7 @@ def build_view(
     rel = f"{name}.{ns}.svc"
     if svc.is_external_name:
         target = svc.external_name.rstrip(".")  # spelled as given; compared lower-cased
-        valid = bool(target) and not _is_ip(target)  # CDNS #2324: an IP is not a valid target
+        valid = bool(target) and not _is_ip(target)  # §5, coredns/coredns#2324: an IP is no target
         return ServiceView(ns, name, valid, Addresses(), target if valid else None)
 
     ready = _ready_endpoints(slices, endpoint_pod_names) if use_endpoints else []
@@ -170,7 +170,7 @@ def build_view(
         addresses = split_families(svc.cluster_ips)
         exists = not (ignore_empty_service and not ready)
         for p in svc.ports:
-            for _ip in svc.cluster_ips:  # candidates are IP × port (CDNS §2): dual-stack → weight 50
+            for _ip in svc.cluster_ips:  # candidates are IP × port (§14): dual-stack → weight 50
                 entry = (p.port, rel)
                 srv_all.append(entry)
                 if p.name:

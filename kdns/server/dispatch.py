@@ -1,6 +1,6 @@
 """From query bytes to reply bytes for one listener: validation, zone routing, the plugin chain.
 
-Server-level answers follow CoreDNS (coredns-behaviour.md §2): REFUSED for non-IN classes, zone
+Server-level answers follow CoreDNS (docs/dns-contract.md §17): REFUSED for non-IN classes, zone
 transfers and names no server block serves; BADVERS for EDNS version > 0 (RFC 6891 §6.1.3); FORMERR
 for packets that do not parse (RFC 1035 §4.1.1); SERVFAIL when a plugin fails or nothing answers.
 A packet that cannot be answered never escapes as an exception: listeners must outlive it.

@@ -1,7 +1,8 @@
 """deploy/coredns.yaml: valid for the API (offline, strict) and the kubeadm objects kind runs, image aside.
 
-The facts checked are kubeadm's (shared/docs/kind-dropin.md A1): a drop-in changes the image and
-nothing else, so names, labels, args, ports, probes, securityContext and RBAC must stay as they are.
+The facts checked are kubeadm's (cmd/kubeadm/app/phases/addons/dns/manifests.go in kubernetes/kubernetes):
+a drop-in changes the image and nothing else, so names, labels, args, ports, probes, securityContext and
+RBAC must stay as they are.
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ def test_serial_and_generation_follow_dns_changes_only() -> None:
     clock.now += 100
     put(idx, o.service("a", ips=["10.96.0.1"]))  # no DNS-visible change
     assert (idx.serial, idx.scope_gen) == (serial, gen)
-    put(idx, o.namespace("other"))  # namespaces never bump the serial (CDNS §1)
+    put(idx, o.namespace("other"))  # namespaces never bump the serial (docs/dns-contract.md §15)
     assert idx.serial == serial and idx.scope_gen["other"] == 1 and idx.scope_gen[""] == gen[""] + 1
     put(idx, o.service("a", ips=["10.96.0.9"]))
     assert idx.serial == int(clock.now)

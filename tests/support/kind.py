@@ -1,5 +1,5 @@
 """kind's default Corefile, exactly as kubeadm renders it into the coredns ConfigMap
-(shared/docs/kind-dropin.md A1): the text the drop-in promise is about."""
+(kubeadm's cmd/kubeadm/app/phases/addons/dns/manifests.go): the text the drop-in promise is about."""
 
 KIND_COREFILE = """\
 .:53 {

@@ -26,6 +26,7 @@ class KdnsProcess:
         env: dict[str, str] | None = None,
         wait_tcp: bool = True,
         name: str = "Corefile",
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.port = port
@@ -35,6 +36,7 @@ class KdnsProcess:
         self.extra_args = extra_args
         self.env = env
         self.wait_tcp = wait_tcp
+        self.prefix = prefix  # a command that runs kdns elsewhere, e.g. `ip netns exec NAME`
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> KdnsProcess:
@@ -44,7 +46,7 @@ class KdnsProcess:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kdns", "-conf", str(self.corefile_path), *self.extra_args],
+            [*self.prefix, sys.executable, "-m", "kdns", "-conf", str(self.corefile_path), *self.extra_args],
             cwd=self.workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ from kdns.plugins.kubernetes.plugin import Kubernetes, watched_kinds
 
 __all__ = ["Kubernetes", "setup"]
 
-# CDNS §1: Pods are listed without finished phases, so completed Jobs' IPs never verify.
+# docs/dns-contract.md §16: Pods are listed without finished phases, so completed Jobs' IPs never verify.
 POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"
 
 

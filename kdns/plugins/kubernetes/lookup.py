@@ -1,6 +1,6 @@
 """The kubernetes plugin's answers: cluster names → records, from the index alone (no I/O).
 
-Grammar under a cluster zone (dns-spec.md §2–§7, coredns-behaviour.md §2):
+Grammar under a cluster zone (docs/dns-contract.md §2–§7, §13):
 
     <zone>                         SOA, NS (apex)
     dns-version.<zone>             TXT "1.1.0"
@@ -13,8 +13,8 @@ Grammar under a cluster zone (dns-spec.md §2–§7, coredns-behaviour.md §2):
     <a-b-c-d>.<ns>.pod.<zone>      A/AAAA (pods insecure|verified)
     <reverse address>              PTR (reverse zones)
 
-A name's existence is the same for every qtype (our deliberate difference from CoreDNS, §8 of
-coredns-behaviour.md): a name that exists answers NODATA for types it lacks, never NXDOMAIN.
+A name's existence is the same for every qtype (our deliberate difference from CoreDNS, §18 of
+docs/dns-contract.md): a name that exists answers NODATA for types it lacks, never NXDOMAIN.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from kdns.plugins.kubernetes.names import address_from_pod_label, address_from_r
 from kdns.plugins.kubernetes.options import REVERSE_SUFFIXES, KubernetesOptions, is_reverse_zone
 from kdns.protocol import names
 
-DNS_SCHEMA_VERSION = "1.1.0"  # dns-spec §2
-DNS_VERSION_TTL = 28800  # CDNS §1: always 28800
+DNS_SCHEMA_VERSION = "1.1.0"  # docs/dns-contract.md §6
+DNS_VERSION_TTL = 28800  # docs/dns-contract.md §6: always 28800
 _ADDRESS_TYPES = (QTYPE.A, QTYPE.AAAA)
 # An answer's owner: the name as spelled, as text or a dnslib label (which keeps a label's dots).
 Owner: TypeAlias = str | DNSLabel
@@ -121,7 +121,8 @@ class Lookup:
         return _nodata()
 
     def nameservers(self, zone_owner: Owner, zone: str) -> tuple[list[RR], list[RR]]:
-        """NS records and glue for the apex (CDNS §3): the Service whose endpoint is this server,
+        """NS records and glue for the apex (docs/dns-contract.md §15): the Service whose endpoint
+        is this server,
         else `ns.dns.<zone>` with this server's addresses."""
         ns_rrs: list[RR] = []
         glue: list[RR] = []
@@ -162,14 +163,14 @@ class Lookup:
         if n == 3:
             return self._service(owner, view, zone, qtype)
         if view.cname is not None:
-            return _nxdomain()  # CDNS §2: names below an ExternalName do not exist
+            return _nxdomain()  # docs/dns-contract.md §5: names below an ExternalName do not exist
         if n == 4:
             return self._endpoint(owner, view, labels[0], qtype)
         if n == 5:
             port, proto = labels[0].removeprefix("_"), labels[1].removeprefix("_")
             srvs = view.srv_by_port.get((port, proto))
             if srvs is None:
-                return _nxdomain()  # CDNS §2: an unknown port or protocol is NXDOMAIN
+                return _nxdomain()  # docs/dns-contract.md §3: an unknown port or protocol is NXDOMAIN
             if qtype != QTYPE.SRV:
                 return _nodata()
             return self._srv(owner, view, srvs, zone)

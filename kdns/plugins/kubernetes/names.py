@@ -26,7 +26,7 @@ def address_from_reverse(labels: list[str], zone_kind: str) -> bytes | None:
 
 
 def address_from_pod_label(label: str) -> str | None:
-    """`10-244-1-5` → `10.244.1.5`; `fd00-10-244-1--41` → `fd00:10:244:1::41` (dns-spec §7)."""
+    """`10-244-1-5` → `10.244.1.5`; `fd00-10-244-1--41` → `fd00:10:244:1::41` (docs/dns-contract.md §7)."""
     try:
         if label.count("-") == 3 and "--" not in label:
             return str(ipaddress.IPv4Address(label.replace("-", ".")))

@@ -1,4 +1,4 @@
-"""The `kubernetes` directive's options (coredns-behaviour.md §1), parsed into one typed object."""
+"""The `kubernetes` directive's options (docs/dns-contract.md §12), parsed into one typed object."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from kdns.plugins._args import (
 _log = plugin_logger("kubernetes")
 PODS_MODES = ("disabled", "insecure", "verified")
 REVERSE_SUFFIXES = ("in-addr.arpa.", "ip6.arpa.")
-# CDNS §1: ttl 0..3600, default 5; startup_timeout default 5s.
+# docs/dns-contract.md §12: ttl 0..3600, default 5; startup_timeout default 5s.
 DEFAULT_TTL = 5
 MAX_TTL = 3600
 DEFAULT_STARTUP_TIMEOUT = 5.0
@@ -53,7 +53,7 @@ class KubernetesOptions:
 
     @property
     def primary_zone(self) -> str:
-        """The first non-reverse zone: PTR targets are built in it (CDNS §1)."""
+        """The first non-reverse zone: PTR targets are built in it (docs/dns-contract.md §12)."""
         return self.forward_zones[0]
 
 

@@ -1,6 +1,6 @@
 """The kubernetes plugin: cluster names answered from the API-synced index.
 
-Decision order per query (coredns-behaviour.md §1 and §4): a name error falls through when
+Decision order per query (docs/dns-contract.md §16): a name error falls through when
 `fallthrough` covers it (checked before the sync state), else it is SERVFAIL + SOA until the first
 complete sync ("never lie before sync"), else NXDOMAIN + SOA. NODATA and answers are served as soon
 as the data is there.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import socket
 import time
 
 from dnslib import QTYPE, RCODE, RR, SOA
@@ -20,6 +19,7 @@ from kdns.k8s.models import Kind
 from kdns.k8s.records import split_families
 from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
+from kdns.netif import interface_addresses
 from kdns.plugin import Controller, Handler, Plugin
 from kdns.plugins.kubernetes import metrics as source_metrics
 from kdns.plugins.kubernetes.lookup import Lookup, Result, Status
@@ -36,7 +36,7 @@ MAX_CNAME_HOPS = 10
 # Out-of-zone chases re-enter the server; this bounds re-entry when zones CNAME into each other.
 _chase_depth: contextvars.ContextVar[int] = contextvars.ContextVar("kdns_chase_depth", default=0)
 _WAIT_LOG_INTERVAL = 0.5  # CoreDNS logs "waiting for Kubernetes API" every 500 ms
-# SOA timers from CoreDNS (CDNS §3): refresh, retry, expire; the RR's TTL is capped at 300.
+# SOA timers from CoreDNS (docs/dns-contract.md §15): refresh, retry, expire; the RR's TTL is capped at 300.
 _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, _SOA_TTL_CAP = 7200, 1800, 86400, 300
 
 
@@ -150,7 +150,7 @@ class Kubernetes(Plugin):
 
     async def _chase(self, request: Request, result: Result) -> int:
         """Follow an ExternalName's CNAME for the asked type; the CNAME stays whatever happens
-        (dns-spec §5). Returns the rcode: NXDOMAIN only when the chain ends at a missing name."""
+        (dns-contract.md §5, §18). Returns the rcode: NXDOMAIN only when the chain ends at a missing name."""
         target = result.chase
         seen: set[str] = set()
         while target is not None:
@@ -178,24 +178,22 @@ class Kubernetes(Plugin):
         token = _chase_depth.set(depth + 1)
         try:
             upstream = await self.controller.resolve(target, request.qtype, request.proto)
-        except Exception as e:  # the CNAME alone is still the right answer (dns-spec §5)
+        except Exception as e:  # the CNAME alone is still the right answer (docs/dns-contract.md §5)
             _log.debug("chasing %s failed: %s", target, e)
             return NOERROR
         finally:
             _chase_depth.reset(token)
         result.answer.extend(upstream.rr)
-        result.truncated = bool(upstream.header.tc)  # CDNS §2: the upstream's TC bit is copied
+        result.truncated = bool(upstream.header.tc)  # dns-contract.md §5: the upstream's TC bit is copied
         if not any(rr.rtype == request.qtype for rr in upstream.rr):
             result.authority.extend(upstream.auth)
         return NXDOMAIN if upstream.header.rcode == NXDOMAIN else NOERROR
 
 
 async def _own_addresses() -> list[str]:
-    """This server's non-loopback addresses, to find the Service it backs for the apex NS (CDNS §3)."""
-    loop = asyncio.get_running_loop()
+    """This server's non-loopback addresses, to find the Service it backs (dns-contract.md §15)."""
     try:
-        infos = await asyncio.wait_for(loop.getaddrinfo(socket.gethostname(), None), 2.0)
-    except (OSError, TimeoutError):
+        return interface_addresses()
+    except OSError as e:
+        _log.warning("cannot list the network interfaces (%s): the apex NS will be ns.dns without glue", e)
         return []
-    addrs = {str(info[4][0]) for info in infos}
-    return sorted(a for a in addrs if not a.startswith("127.") and a != "::1")

@@ -1,7 +1,7 @@
 """An independent model of what kdns must answer, computed from API objects, and a way to observe
 what kdns does answer, in the same shape, so tests can compare the two for every name at once.
 
-Written from the contract (dns-spec.md §2–§6, coredns-behaviour.md §2 for SRV weights and the
+Written from the contract (docs/dns-contract.md §2–§6, §14 for SRV weights and §13 for the
 endpoint-name extension) for the fault and soak tests, and deliberately not from kdns.k8s.records or
 kdns.k8s.index: an oracle that reused the code under test would agree with its bugs. It models one
 Corefile shape: `kubernetes cluster.local in-addr.arpa ip6.arpa` with default options, no
@@ -10,7 +10,7 @@ answer is the CNAME alone). Pods are not modelled (`pods disabled`).
 
 The model is a small zone: owner name → {type: rdata texts}, plus the names that exist without
 records (namespaces, `_proto` labels above SRV names). A name exists when it or a name below it is
-in the zone; existence decides NXDOMAIN for every qtype alike (dns-spec §10).
+in the zone; existence decides NXDOMAIN for every qtype alike (docs/dns-contract.md §10).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.support.dnsclient import has_flag, rcode
 ZONE = "cluster.local."
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 QTYPES_SERVICE = ("A", "AAAA", "SRV", "CNAME")
-MAX_CHASE = 10  # dns-spec §5: follow in-zone chains, cap ~10 hops
+MAX_CHASE = 10  # §5: follow in-zone chains, cap ~10 hops
 
 Obj = Mapping[str, Any]
 Question = tuple[str, str]  # (absolute lower-case name, qtype)
@@ -93,7 +93,7 @@ def _rtype(ip: str) -> str:
 
 
 def dashed(ip: str) -> str:
-    """dns-spec §1: the system-assigned endpoint label; IPv6 compressed, `:`→`-`, a trailing `-` + 0."""
+    """§1: the system-assigned endpoint label; IPv6 compressed, `:`→`-`, a trailing `-` + 0."""
     label = _canonical(ip).replace(".", "-").replace(":", "-")
     return label + "0" if label.endswith("-") else label
 
@@ -106,7 +106,7 @@ class _Ready:
 
 
 def _ready_endpoints(slices: Iterable[Obj]) -> list[_Ready]:
-    """dns-spec §1, §8: ready is `conditions.ready` true or absent; FQDN slices are ignored."""
+    """§1, §8: ready is `conditions.ready` true or absent; FQDN slices are ignored."""
     out = []
     for sl in slices:
         if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
@@ -122,7 +122,7 @@ def _ready_endpoints(slices: Iterable[Obj]) -> list[_Ready]:
 
 
 def _srv(candidates: list[tuple[int, str]]) -> set[str]:
-    """CDNS §2: weight floor(100/N) (at least 1) over all candidates, then duplicates dropped."""
+    """§14: weight floor(100/N) (at least 1) over all candidates, then duplicates dropped."""
     weight = max(1, 100 // len(candidates)) if candidates else 0
     return {f"0 {weight} {port} {target}" for port, target in candidates}
 
@@ -201,7 +201,7 @@ def model(objects: Iterable[Obj]) -> Model:
                 m.cnames[owner] = target + "."
             continue
         ready = _ready_endpoints(slices.get((ns, name), []))
-        for r in ready:  # endpoint names: headless (§4) and ClusterIP (CDNS extension, §13)
+        for r in ready:  # endpoint names: headless (§4) and ClusterIP (CoreDNS extension, §13)
             m.add(f"{r.label}.{owner}", _rtype(r.ip), r.ip)
             ptr_endpoint.setdefault(r.ip, set()).add(f"{r.label}.{owner}")
         ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]

@@ -1,4 +1,6 @@
-"""The kubernetes plugin's answers, computed from an index fed with a known cluster (no sockets)."""
+"""The kubernetes plugin's answers, computed from an index fed with a known cluster (no sockets).
+
+Section numbers (§) are those of docs/dns-contract.md."""
 
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ ANSWER, NODATA, NX = Status.ANSWER, Status.NODATA, Status.NXDOMAIN
             ANSWER,
             ["0 50 80 dual.default.svc.cluster.local."],
         ),
-        # bare-name SRV lists all ports; kube-dns's 53/udp + 53/tcp collapse (CDNS: weight 33 each)
+        # bare-name SRV lists all ports; kube-dns's 53/udp + 53/tcp collapse (§14: weight 33 each)
         (
             "kube-dns.kube-system.svc.cluster.local.",
             "SRV",
@@ -88,7 +90,7 @@ ANSWER, NODATA, NX = Status.ANSWER, Status.NODATA, Status.NXDOMAIN
                 "0 33 9153 kube-dns.kube-system.svc.cluster.local.",
             ],
         ),
-        # endpoints of a ClusterIP service are named too (CDNS extension)
+        # endpoints of a ClusterIP service are named too (CoreDNS extension, §13)
         ("10-244-1-6.web.default.svc.cluster.local.", "A", ANSWER, ["10.244.1.6"]),
         ("10-244-1-7.web.default.svc.cluster.local.", "A", NX, []),  # not ready
         # headless (§4): ready endpoints only; absent condition = ready; per-family
@@ -188,7 +190,7 @@ def test_namespaces_option_hides_other_namespaces_everywhere() -> None:
 
 
 def test_existence_is_the_same_for_every_qtype() -> None:
-    """RFC 8020 / coredns-behaviour §8: no name is NXDOMAIN for one type and data for another."""
+    """RFC 8020 / docs/dns-contract.md §18: no name is NXDOMAIN for one type and data for another."""
     names = [
         "cluster.local.",
         "svc.cluster.local.",

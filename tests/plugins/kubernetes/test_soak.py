@@ -90,7 +90,7 @@ class Driver:
                 [
                     f"t{r.randrange(5)}.example.org",
                     f"{r.choice(SERVICES)}.{r.choice(NAMESPACES)}.svc.cluster.local",
-                    "192.0.2.7",  # an IP: not served (dns-spec §5)
+                    "192.0.2.7",  # an IP: not served (docs/dns-contract.md §5)
                 ]
             )
             return o.external(name, target, ns)
