@@ -127,4 +127,4 @@ if [ -n "$OCI_ARCHIVE" ]; then
   mkdir -p "$(dirname "$OCI_ARCHIVE")"; rm -f "$OCI_ARCHIVE"
   bah push --quiet "$image_id" "oci-archive:$OCI_ARCHIVE:$TAG"
 fi
-step "done: $TAG ($image_id)"
+step "done: $TAG ($image_id), $(bah images --noheading --format '{{.Size}}' "$image_id") uncompressed"

@@ -10,7 +10,8 @@ their paths, so the venv's pyvenv.cfg and the interpreter's own search paths hol
 * the shared libraries all these load (ldd), and libgcc_s, which glibc opens itself when a thread
   ends through pthread_exit;
 * the CA bundle (`endpoint https://...` without `tls` verifies against it) and OpenSSL's config;
-* /etc/passwd and /etc/group naming 65532 (distroless's `nonroot`, the uid CoreDNS's image runs as);
+* /etc/passwd and /etc/group naming 65532 (distroless's `nonroot`, the uid CoreDNS's image runs as),
+  and /etc/nsswitch.conf (files before DNS for host names);
 * for every Debian package a file comes from, its copyright file and its dpkg record under
   /var/lib/dpkg/status.d/ (distroless's layout, which image scanners read), and os-release.
 
@@ -79,6 +80,9 @@ print(json.dumps({"stdlib": sysconfig.get_paths()["stdlib"], "loaded": sorted(f 
 
 PASSWD = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
 GROUP = "root:x:0:\nnonroot:x:65532:\n"
+# Without this file glibc asks DNS before /etc/hosts for host names, and does not fall back to the
+# file on NXDOMAIN: kubelet's /etc/hosts (localhost, the pod's own name) must come first.
+NSSWITCH = "passwd: files\ngroup: files\nhosts: files dns\n"
 
 
 class Rootfs:
@@ -225,6 +229,7 @@ def main(venv: Path, dest: Path) -> None:
     fs.add(Path("/etc/os-release"))
     fs.write("/etc/passwd", PASSWD)
     fs.write("/etc/group", GROUP)
+    fs.write("/etc/nsswitch.conf", NSSWITCH)
     debian_records(fs)
 
     used_stdlib = [Path(f) for f in probe["loaded"] if f.endswith(".py") and Path(f).is_relative_to(stdlib)]
