@@ -39,7 +39,7 @@ demo: venv
 	$(BIN)/kdns -conf Corefile.example -dns.port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check kdns tests $(wildcard bench)
+	$(BIN)/ruff check kdns tests deploy $(wildcard bench)
 	$(BIN)/mypy
 	gcc -fsyntax-only -Wall -Wextra -Wno-missing-field-initializers -Werror \
 	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" kdns/server/_hotpath.c

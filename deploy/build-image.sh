@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Build the kdns image without a Docker daemon and export it for `kind load image-archive`.
+# Build the kdns image from the Dockerfile without a Docker daemon, and export it for
+# `kind load image-archive` (docker-archive) or umoci (OCI archive).
 #
-# buildah (vfs storage, chroot isolation: works as root in a plain container, no daemon, no
-# overlay or user namespaces needed). When the base image is not in local storage and no registry
-# can be reached, a Debian bookworm base with python3 + libcap2-bin is assembled with mmdebstrap
-# (Debian's own package mirror) and cached. kdns and its dependencies are built into wheels here,
-# outside the image, so the build itself needs no network. See deploy/README.md.
+# It builds what `docker build -t TAG .` builds: buildah bud on the source tree (.dockerignore
+# applies), both stages of the Dockerfile, the build stage fetching Debian packages and PyPI wheels.
+# Only the base differs where no registry can be reached: debian:bookworm-slim is used when it is
+# in buildah's storage, else the same Debian release is assembled with mmdebstrap from Debian's
+# mirror (cached) and passed as BASE. buildah runs with vfs storage and chroot isolation: as root in
+# a plain container, with no daemon, overlay or user namespaces. See deploy/README.md.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -16,9 +18,14 @@ BASE=""
 DOCKER_ARCHIVE=""
 OCI_ARCHIVE=""
 CACHE="${KDNS_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kdns-image}"
-PY="${PYTHON:-}"
-LOCAL_BASE="localhost/kdns-base:bookworm-python3"
-PUBLIC_BASE="python:3.12-slim"
+PUBLIC_BASE="docker.io/library/debian:bookworm-slim"
+LOCAL_BASE="localhost/kdns-base:bookworm-minbase"
+# The suites debian:bookworm-slim lists: the release, its updates and its security updates.
+SOURCES=(
+  "deb http://deb.debian.org/debian bookworm main"
+  "deb http://deb.debian.org/debian bookworm-updates main"
+  "deb http://deb.debian.org/debian-security bookworm-security main"
+)
 
 usage() {
   cat <<EOF
@@ -26,10 +33,9 @@ usage: deploy/build-image.sh [options]
   -t, --tag NAME:TAG        image name (default $TAG); load it into kind under the same name
   -o, --docker-archive FILE write a docker-archive (default dist/kdns-image.tar unless --oci-archive)
       --oci-archive FILE    write an OCI archive (umoci: untar it, then 'umoci unpack --image DIR:TAG')
-  -b, --base IMAGE          base image already in buildah's storage, with the builder's Python
-                            (default: $PUBLIC_BASE if present with that Python, else
-                            $LOCAL_BASE, assembled with mmdebstrap when missing)
-      --python PY           interpreter that builds the wheels (default .venv/bin/python or python3)
+  -b, --base IMAGE          a Debian bookworm image already in buildah's storage (default:
+                            $PUBLIC_BASE if present, else $LOCAL_BASE,
+                            assembled with mmdebstrap when missing)
   -h, --help
 Environment: KDNS_IMAGE_CACHE (default $CACHE) keeps the mmdebstrap base tarball between runs.
 EOF
@@ -41,23 +47,16 @@ while [ $# -gt 0 ]; do
     -o|--docker-archive) DOCKER_ARCHIVE="$2"; shift 2 ;;
     --oci-archive) OCI_ARCHIVE="$2"; shift 2 ;;
     -b|--base) BASE="$2"; shift 2 ;;
-    --python) PY="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build-image.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 [ -n "$DOCKER_ARCHIVE$OCI_ARCHIVE" ] || DOCKER_ARCHIVE="$ROOT/dist/kdns-image.tar"
-if [ -z "$PY" ]; then
-  if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
-fi
 for tool in buildah mmdebstrap; do
   command -v "$tool" >/dev/null || { echo "build-image.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
-# The build context holds only the wheels (the layout the Dockerfile expects: dist/wheels/), in a
-# directory of this run's own, so concurrent builds of one checkout do not trip over each other.
-CONTEXT="$(mktemp -d "${TMPDIR:-/tmp}/kdns-image.XXXXXX")"
-trap 'rm -rf "$CONTEXT"' EXIT
-WHEELS="$CONTEXT/dist/wheels"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/kdns-image.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
 
 bah() { buildah --storage-driver vfs "$@"; }
 have_image() { bah inspect --type image "$1" >/dev/null 2>&1; }
@@ -65,73 +64,55 @@ step_start=$SECONDS
 step() { echo "== $* (+$((SECONDS - step_start))s)"; }
 
 # --- base image --------------------------------------------------------------------------------
-# The local base: minbase bookworm (python3 3.11, which kdns supports) + libcap2-bin for setcap;
-# docs, man pages and locales left out. The tarball is cached; the image is kept in vfs storage.
+# What debian:bookworm-slim is: the minbase variant (Essential and apt), without docs (copyright
+# files kept), man pages and locales. The tarball is cached; the image is kept in vfs storage.
 local_base() {
   have_image "$LOCAL_BASE" && return 0
-  local tarball="$CACHE/debian-bookworm-python3.tar"
+  local tarball="$CACHE/debian-bookworm-minbase.tar"
   if [ ! -s "$tarball" ]; then
     step "assembling $LOCAL_BASE with mmdebstrap"
     mkdir -p "$CACHE"
-    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,libcap2-bin \
-      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$tarball.$$.part"
+    mmdebstrap --quiet --format=tar --variant=minbase \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+      bookworm "$tarball.$$.part" "${SOURCES[@]}"
     mv "$tarball.$$.part" "$tarball"   # whole or not at all, also with concurrent builds
   fi
   step "importing $tarball as $LOCAL_BASE"
   local c
   c="$(bah from --name "kdns-base-$$" scratch)"
   bah add "$c" "$tarball" / >/dev/null
-  bah config --cmd '["/usr/bin/python3"]' \
-    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
+  bah config --cmd '["bash"]' --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
   bah commit --quiet --rm "$c" "$LOCAL_BASE" >/dev/null
 }
 
-target_python() {
-  local c v
-  c="$(bah from --name "kdns-probe-$$" --pull=never --quiet "$1")"
-  v="$(bah run --isolation chroot "$c" -- python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-  bah rm "$c" >/dev/null
-  echo "$v"
-}
-HOST_PY="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 if [ -z "$BASE" ]; then
-  if have_image "$PUBLIC_BASE" && [ "$(target_python "$PUBLIC_BASE")" = "$HOST_PY" ]; then
-    BASE="$PUBLIC_BASE"
-  else
-    local_base; BASE="$LOCAL_BASE"
-  fi
+  if have_image "$PUBLIC_BASE"; then BASE="$PUBLIC_BASE"; else local_base; BASE="$LOCAL_BASE"; fi
 elif [ "$BASE" = "$LOCAL_BASE" ]; then
   local_base
 elif ! have_image "$BASE"; then
   echo "build-image.sh: base $BASE is not in buildah's storage (buildah pull it first)" >&2; exit 1
 fi
 
-# --- wheels ------------------------------------------------------------------------------------
-# Wheels must match the base's Python: kdns's own (its fast path is a C extension) and compiled
-# dependencies such as aiohttp and uvloop are built per minor version. pip wheel builds them here
-# with the builder's Python, so that must be the base's minor version (--python picks another).
-step "base $BASE"
-TARGET_PY="$(target_python "$BASE")"
-[ -n "$TARGET_PY" ] || { echo "build-image.sh: cannot run python3 in $BASE" >&2; exit 1; }
-if [ "$TARGET_PY" != "$HOST_PY" ]; then
-  echo "build-image.sh: $BASE has Python $TARGET_PY but $PY is $HOST_PY; kdns's C extension is built" \
-    "for the builder's Python: pass --python python$TARGET_PY, or omit --base for the local base" >&2
+# --- image -------------------------------------------------------------------------------------
+# The build stage reaches Debian's mirror and PyPI, as with docker build. Its pip trusts what this
+# machine trusts: the host's CA bundle is mounted for the RUN steps and named in a pip.conf (a proxy
+# that intercepts TLS to PyPI then works as for the host's own pip); the image keeps its own bundle.
+# The image's ID, not its tag, is exported, so a concurrent build of the same tag cannot swap it.
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
+volumes=()
+if [ -s "$HOST_CA" ]; then
+  printf '[global]\ncert = /etc/kdns-build-host-ca.crt\n' >"$WORK/pip.conf"
+  volumes=(--volume "$HOST_CA:/etc/kdns-build-host-ca.crt:ro" --volume "$WORK/pip.conf:/etc/pip.conf:ro")
+fi
+step "buildah bud -t $TAG --build-arg BASE=$BASE $ROOT"
+if ! bah bud --isolation chroot --pull=never --layers=false --build-arg "BASE=$BASE" "${volumes[@]}" \
+    --iidfile "$WORK/iid" -t "$TAG" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1; then
+  cat "$WORK/build.log" >&2
   exit 1
 fi
-step "wheels for python $TARGET_PY"
-mkdir -p "$WHEELS"
-pipq() {  # pip's chatter goes to a log, shown only when pip fails
-  "$PY" -m pip --disable-pip-version-check -q "$@" >"$CONTEXT/pip.log" 2>&1 || { cat "$CONTEXT/pip.log" >&2; return 1; }
-}
-pipq wheel -w "$WHEELS" "$ROOT[fast]" pip
-
-# --- image -------------------------------------------------------------------------------------
-step "buildah bud $TAG FROM $BASE"
-bah bud --quiet --isolation chroot --pull=never --layers=false --build-arg "BASE=$BASE" \
-  -f "$ROOT/Dockerfile" -t "$TAG" "$CONTEXT" >/dev/null
-new_id="$(bah inspect --type image --format '{{.FromImageID}}' "$TAG")"
-# Earlier builds of the tag are now untagged; in vfs storage each is a full copy (~350 MB).
+image_id="$(cat "$WORK/iid")"
+# Earlier builds of the tag are now untagged; in vfs storage each is a full copy.
 bah rmi --prune >/dev/null 2>&1 || true
 
 # kubelet looks the image up under the Deployment's name (kdns:TAG = docker.io/library/kdns:TAG),
@@ -139,11 +120,11 @@ bah rmi --prune >/dev/null 2>&1 || true
 if [ -n "$DOCKER_ARCHIVE" ]; then
   step "exporting docker-archive $DOCKER_ARCHIVE"
   mkdir -p "$(dirname "$DOCKER_ARCHIVE")"; rm -f "$DOCKER_ARCHIVE"
-  bah push --quiet "$TAG" "docker-archive:$DOCKER_ARCHIVE:$TAG"
+  bah push --quiet "$image_id" "docker-archive:$DOCKER_ARCHIVE:$TAG"
 fi
 if [ -n "$OCI_ARCHIVE" ]; then
   step "exporting oci-archive $OCI_ARCHIVE"
   mkdir -p "$(dirname "$OCI_ARCHIVE")"; rm -f "$OCI_ARCHIVE"
-  bah push --quiet "$TAG" "oci-archive:$OCI_ARCHIVE:$TAG"
+  bah push --quiet "$image_id" "oci-archive:$OCI_ARCHIVE:$TAG"
 fi
-step "done: $TAG ($new_id)"
+step "done: $TAG ($image_id), $(bah images --noheading --format '{{.Size}}' "$image_id") uncompressed"

@@ -3,7 +3,8 @@
 Configuration follows CoreDNS's kubernetes plugin: `kubeconfig FILE [CONTEXT]` wins, else `endpoint
 URL` (optionally with `tls CERT KEY CACERT`), else in-cluster (service account token + CA and
 KUBERNETES_SERVICE_HOST/PORT, as client-go's rest.InClusterConfig). Requests go through aiohttp; the
-`kubernetes` package is used only to read kubeconfig files, never to make requests or parse objects.
+`kubernetes` package (the optional `kubeconfig` extra) is used only to read kubeconfig files, never to
+make requests or parse objects.
 
 Bound service-account tokens expire (about an hour; the kubelet rewrites the file well before). The
 token file is therefore re-read whenever its stat changes, and a 401 forces a re-read and one retry,
@@ -170,10 +171,19 @@ class KubeconfigAuth:
 
 
 def load_kubeconfig(path: str, context: str | None) -> Any:
-    """kubernetes.client.Configuration filled from a kubeconfig file (and context)."""
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
+    """kubernetes.client.Configuration filled from a kubeconfig file (and context).
 
+    The `kubernetes` package is an optional extra (about 130 MB with its dependencies): a Pod uses
+    in-cluster config, so the image leaves it out, and only a `kubeconfig` option needs it.
+    """
+    try:
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+    except ImportError as exc:
+        raise ApiConfigError(
+            f"kubeconfig {path}: reading kubeconfig files needs the Python package 'kubernetes', "
+            "which is not installed (pip install 'kdns[kubeconfig]')"
+        ) from exc
     if not Path(path).is_file():
         raise ApiConfigError(f"kubeconfig {path}: no such file")
     cfg = k8s_client.Configuration()

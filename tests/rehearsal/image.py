@@ -1,23 +1,26 @@
-"""The kdns image for the rehearsal: built by deploy/build-image.sh (or reused), unpacked with umoci.
+"""The kdns image for the rehearsal: built as deploy/README.md says (or reused), unpacked with umoci.
 
-Building takes about a minute (plus ~30 s for the Debian base on a machine that has not cached it),
-so it happens once per test session; a CI step that already built an OCI archive can hand it over
-with KDNS_IMAGE_OCI_ARCHIVE=/path/to/kdns-oci.tar.
+BUILD_COMMAND is the README's daemonless build, word for word (tests/deploy/test_readme.py checks):
+buildah builds the Dockerfile from the source tree alone, FROM a local Debian base. That takes
+about a minute, plus a minute or two on a machine that has not yet cached the base, so it happens
+once per test session; a CI step that already built an OCI archive can hand it over with
+KDNS_IMAGE_OCI_ARCHIVE=/path/to/kdns-oci.tar.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "deploy" / "build-image.sh"
+BUILD_COMMAND = ("deploy/build-image.sh", "-o", "dist/kdns-image.tar", "--oci-archive", "dist/kdns-oci.tar")
+BUILT_ARCHIVE = ROOT / BUILD_COMMAND[-1]
 ARCHIVE_ENV = "KDNS_IMAGE_OCI_ARCHIVE"
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -28,6 +31,7 @@ class Image:
 
     tag: str
     config: dict[str, Any]  # the OCI image config's "config" (User, Entrypoint, Cmd, Env, ...)
+    layers: list[Path]  # the layer blobs, as the archive stores them (buildah: gzip)
     rootfs: Path
     archive: Path
     build_seconds: float | None  # None when an existing archive was reused
@@ -37,17 +41,28 @@ class Image:
         """The OCI runtime spec umoci wrote for the image (defaults before kubelet's settings)."""
         return json.loads((self.rootfs.parent / "config.json").read_text())  # type: ignore[no-any-return]
 
+    def size(self) -> int:
+        """Bytes of the layers uncompressed: the size `docker images` and `buildah images` show."""
+        total = 0
+        for layer in self.layers:
+            with open(layer, "rb") as raw:
+                gzipped = raw.read(2) == b"\x1f\x8b"
+            with gzip.open(layer) if gzipped else open(layer, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    total += len(chunk)
+        return total
 
-def build_archive(dest: Path, log: Path) -> float:
-    """Run the build script; the seconds it took. Its output goes to `log` (shown on failure)."""
+    def stored_size(self) -> int:
+        """Bytes of the layers as the archive stores them (buildah: gzip, as a registry serves them)."""
+        return sum(layer.stat().st_size for layer in self.layers)
+
+
+def build_archive(log: Path) -> float:
+    """Run BUILD_COMMAND; the seconds it took. Its output goes to `log` (shown on failure)."""
     start = time.monotonic()
     with open(log, "wb") as out:
         result = subprocess.run(
-            [str(BUILD_SCRIPT), "--oci-archive", str(dest), "--python", sys.executable],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=1200,
-            cwd=ROOT,
+            BUILD_COMMAND, stdout=out, stderr=subprocess.STDOUT, timeout=1200, cwd=ROOT, check=False
         )
     if result.returncode != 0:
         raise RuntimeError(f"build-image.sh failed ({result.returncode}):\n{log.read_text(errors='replace')}")
@@ -67,7 +82,9 @@ def unpack(archive: Path, workdir: Path, build_seconds: float | None) -> Image:
     subprocess.run(["tar", "-xf", str(archive), "-C", str(layout)], check=True, timeout=300)
     (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
     tag = entry["annotations"][REF_NAME]
-    config = _blob(layout, _blob(layout, entry["digest"])["config"]["digest"])["config"]
+    manifest = _blob(layout, entry["digest"])
+    config = _blob(layout, manifest["config"]["digest"])["config"]
+    layers = [layout / "blobs" / Path(*layer["digest"].split(":", 1)) for layer in manifest["layers"]]
     bundle = workdir / "bundle"
     subprocess.run(
         ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
@@ -78,6 +95,7 @@ def unpack(archive: Path, workdir: Path, build_seconds: float | None) -> Image:
     return Image(
         tag=tag,
         config=config,
+        layers=layers,
         rootfs=bundle / "rootfs",
         archive=archive,
         build_seconds=build_seconds,
@@ -90,9 +108,8 @@ def obtain(workdir: Path) -> Image:
     given = os.environ.get(ARCHIVE_ENV)
     if given:
         return unpack(Path(given), workdir, None)
-    archive = workdir / "kdns-oci.tar"
-    seconds = build_archive(archive, workdir / "build.log")
-    return unpack(archive, workdir, seconds)
+    seconds = build_archive(workdir / "build.log")
+    return unpack(BUILT_ARCHIVE, workdir, seconds)
 
 
 def resolve_in(rootfs: Path, path: str) -> Path:

@@ -31,6 +31,7 @@ from tests.support.dnsclient import answer_texts, rcode
 pytestmark = pytest.mark.slow  # builds the image (about a minute) and waits for reload (up to 45s)
 
 CAP_NET_BIND_SERVICE = 10
+MAX_IMAGE_BYTES = 120 * 1000**2  # uncompressed, MB as `docker images` counts them; CoreDNS's is ~60 MB
 VFS_CAP_FLAGS_EFFECTIVE = 0x000001
 KUBERNETES_A = "kubernetes.default.svc.cluster.local."
 HEALTH, READY, METRICS = 8080, 8181, 9153
@@ -78,10 +79,40 @@ def test_image_config_is_what_the_deployment_expects(kdns_image: Image) -> None:
     assert (permitted, effective) == (1 << CAP_NET_BIND_SERVICE, True), f"{interp}: not +ep NET_BIND_SERVICE"
 
 
-def _bind_only(image: Image, workdir: Path, *, strip_capability: bool) -> Container:
-    """kdns from the image with a Corefile that only serves :53, optionally on a cap-less interpreter."""
+def test_image_is_small(kdns_image: Image) -> None:
+    """The image holds what runs and no more (deploy/rootfs.py); deploy/README.md reports the size."""
+    size, stored = kdns_image.size(), kdns_image.stored_size()
+    print(f"\nkdns image: {size / 1000**2:.1f} MB uncompressed, {stored / 1000**2:.1f} MB as stored")
+    assert size <= MAX_IMAGE_BYTES, f"{size / 1000**2:.1f} MB > {MAX_IMAGE_BYTES / 1000**2:.0f} MB"
+    site_packages = next((kdns_image.rootfs / "opt" / "kdns" / "lib").glob("python3*/site-packages"))
+    assert (site_packages / "kdns").is_dir() and (site_packages / "uvloop").is_dir()
+    for left_out in ("kubernetes", "pip", "setuptools"):  # the kubeconfig extra, the installers
+        assert not (site_packages / left_out).exists(), f"{left_out} is in the image"
+    for tool in ("bin/sh", "usr/bin/apt-get", "usr/bin/gcc", "usr/bin/pip3"):
+        assert not (kdns_image.rootfs / tool).exists(), f"/{tool} is in the image"
+
+
+def test_kubeconfig_needs_the_extra_the_image_leaves_out(kdns_image: Image, tmp_path: Path) -> None:
+    """The image has no `kubernetes` package: a Corefile's `kubeconfig` is an error naming the extra."""
+    corefile = (
+        ".:53 {\n    kubernetes cluster.local {\n        kubeconfig /etc/coredns/kubeconfig\n    }\n}\n"
+    )
+    c = _run(kdns_image, tmp_path, {"Corefile": corefile, "kubeconfig": "apiVersion: v1\nkind: Config\n"})
+    try:
+        assert c.wait(WAIT) == 1, c.logs()
+        logs = c.logs()
+        assert "/etc/coredns/Corefile:2 - Error during parsing: 'kubernetes': kubeconfig" in logs, logs
+        assert "pip install 'kdns[kubeconfig]'" in logs and "Traceback" not in logs, logs
+    finally:
+        c.destroy()
+
+
+def _run(
+    image: Image, workdir: Path, config_files: dict[str, str], *, strip_capability: bool = False
+) -> Container:
+    """kdns from the image with these files in /etc/coredns, optionally on a cap-less interpreter."""
     config = AtomicVolume(workdir / "config-volume")
-    config.write({"Corefile": ".:53 {\n    whoami\n}\n"})
+    config.write(config_files)
     (container,) = manifest_objects()["Deployment/coredns"]["spec"]["template"]["spec"]["containers"]
     mounts = [Mount("/etc/coredns", config.path)]
     if strip_capability:
@@ -93,7 +124,7 @@ def _bind_only(image: Image, workdir: Path, *, strip_capability: bool) -> Contai
     spec = kubelet_spec(
         image, container, env=image.config["Env"], mounts=mounts, hostname="bind-check", netns=None
     )
-    cid = f"kdns-bind-{os.getpid()}-{int(strip_capability)}"
+    cid = f"kdns-{workdir.name}-{os.getpid()}"
     return Container(cid, workdir / "bundle", workdir / "runc").start(spec)
 
 
@@ -102,7 +133,7 @@ def test_port_53_binds_only_through_the_file_capability(
     kdns_image: Image, tmp_path: Path, strip_capability: bool
 ) -> None:
     """Same uid and bounding set: with cap_net_bind_service=+ep on the interpreter :53 binds, else EACCES."""
-    c = _bind_only(kdns_image, tmp_path, strip_capability=strip_capability)
+    c = _run(kdns_image, tmp_path, {"Corefile": ".:53 {\n    whoami\n}\n"}, strip_capability=strip_capability)
     try:
         if strip_capability:
             assert c.wait(WAIT) != 0
