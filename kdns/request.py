@@ -91,6 +91,9 @@ class Reply:
     message: DNSRecord
     plugin: str
     reuse: Reuse | None = None
+    # Send the client nothing (acl's `drop`), as a CoreDNS plugin that returns without writing; the
+    # plugins in front still see `message`, as CoreDNS's log and metrics see an unwritten reply.
+    dropped: bool = False
 
     @property
     def rcode(self) -> int:
