@@ -31,6 +31,7 @@ class GoRegexp(Protocol):
     """The part of a compiled pattern kdns uses (re2's API follows Python's `re`)."""
 
     pattern: str
+    groups: int
     groupindex: Mapping[str, int]
 
     def search(self, text: str, /) -> Match | None: ...
