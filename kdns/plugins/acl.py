@@ -97,6 +97,11 @@ class Acl(Plugin):
         ALLOWED.labels(request.server, "").inc()
         return await next_(request)
 
+    def transparent_for(self, qname: str) -> bool:
+        # Only names outside every rule's zones: a reply for any other name must never be replayed
+        # by the fast path, which would skip the source check.
+        return all(zone_matches(qname, rule.zones) is None for rule in self.rules)
+
     def _refuse(self, request: Request, zone: str, action: Action) -> Reply:
         labels = (request.server, zone, "")
         if action is Action.DROP:
