@@ -104,3 +104,15 @@ def test_actions_from_real_sources(kdns: Callable[..., KdnsProcess], tcp: bool) 
     # A rule with no matching policy hands the query to the next rule...
     assert rcode(ask(p.port, "www.example.org.", tcp=tcp, source="127.0.0.5")) == "REFUSED"
     # ...but an allow ends the checks: 127.0.0.1 was allowed above, the second rule's block unread.
+
+
+def test_acl_sees_the_rewritten_name(kdns: Callable[..., KdnsProcess]) -> None:
+    """CoreDNS ≥ 1.14.2's order, which kdns runs: rewrite before acl, so a rewrite cannot be used to
+    reach a name the ACL protects (in v1.11–v1.12 acl ran first and checked the name as asked)."""
+    p = kdns(
+        ".:{port} {\n  bind 127.0.0.1\n  acl secret.example {\n    block\n  }\n"
+        "  rewrite name exact open.example. secret.example.\n  whoami\n}\n"
+    )
+    assert rcode(ask(p.port, "secret.example.")) == "REFUSED"
+    assert rcode(ask(p.port, "open.example.")) == "REFUSED"
+    assert rcode(ask(p.port, "other.example.")) == "NOERROR"

@@ -12,6 +12,7 @@ from kdns.plugins import _edns
 from kdns.plugins._requests import InvalidName, with_options, with_question
 from kdns.plugins.rewrite.rules import RcodeResponse
 from kdns.plugins.rewrite.state import STOP, Query, ResponseRule, Rule
+from kdns.protocol.message import parse_query
 from kdns.request import Reply, Request
 
 
@@ -48,7 +49,7 @@ class Rewrite(Plugin):
             await self._respond(msg, responses, query)
             return Reply(msg, self.name)
         # A copy: the records may also be held by a cache behind us (CoreDNS copies too).
-        msg = DNSRecord.parse(reply.message.pack())
+        msg = parse_query(bytes(reply.message.pack()))
         msg.questions = [request.message.q]
         await self._respond(msg, responses, query)
         if request.edns is None:  # an OPT we added to the query is not the client's (RFC 6891 §7)
