@@ -9,7 +9,7 @@ from dnslib import RCODE, DNSLabel, DNSRecord
 
 from kdns.protocol import names
 from kdns.protocol.edns import Edns
-from kdns.protocol.message import new_reply
+from kdns.protocol.message import MessageError, new_reply, parse_message
 from kdns.protocol.query import FormatError, Query, parse
 
 
@@ -90,10 +90,23 @@ class Request:
         label that is not UTF-8): the dispatcher answers FORMERR."""
         if self._message is None:
             try:
-                self._message = DNSRecord.parse(self.wire)
-            except Exception as e:  # dnslib raises several types, RecursionError among them
+                self._message = parse_message(self.wire)
+            except MessageError as e:
                 raise FormatError(f"dnslib cannot read this query: {e}", self.query.id) from None
         return self._message
+
+    def replaced(self, message: DNSRecord) -> Request:
+        """This request asking `message` instead (rewrite): same transport, client, server and zone."""
+        new = Request.from_wire(bytes(message.pack()), self.proto, self.client, self.server)
+        new.zone = self.zone
+        return new
+
+    def update(self, message: DNSRecord) -> None:
+        """From now on this request is `message` (bufsize lowers the EDNS size in place, so that the
+        plugins after it ask with it and the server truncates the reply to it)."""
+        self.wire = bytes(message.pack())
+        self.query = parse(self.wire)
+        self._message = message
 
     def reply(self, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
         """An empty reply to this request (question echoed in the client's spelling, OPT mirrored)."""
@@ -147,6 +160,9 @@ class Reply:
     message: DNSRecord
     plugin: str
     reuse: Reuse | None = None
+    # Send the client nothing (acl's `drop`), as a CoreDNS plugin that returns without writing; the
+    # plugins in front still see `message`, as CoreDNS's log and metrics see an unwritten reply.
+    dropped: bool = False
 
     @property
     def rcode(self) -> int:

@@ -84,3 +84,29 @@ def _fraction(value: int, unit: int) -> str:
 def go_seconds(seconds: float) -> str:
     """strconv.FormatFloat(s, 'f', -1, 64) + "s": the shortest exact decimal, never an exponent."""
     return f"{Decimal(repr(round(seconds, 9))).normalize():f}s"
+
+
+# The reverse tables, for Corefile arguments: miekg/dns's StringToType/StringToClass/StringToRcode,
+# which CoreDNS's plugins look names up in (exact spelling: callers upper-case where CoreDNS does).
+_TYPE_NUMBERS = {name: number for number, name in _TYPES.items()}
+_CLASS_NUMBERS = {name: number for number, name in _CLASSES.items()}
+_RCODE_NUMBERS = {
+    **{str(RCODE.get(n)): n for n in range(11)},
+    **{name: n for n, name in _EXTENDED_RCODES.items()},
+    "NOTIMPL": 4,  # miekg/dns keeps this old misspelling as an alias
+}
+
+
+def qtype_number(text: str) -> int | None:
+    """`A` → 1…; None for a name miekg/dns does not know."""
+    return _TYPE_NUMBERS.get(text)
+
+
+def qclass_number(text: str) -> int | None:
+    """`IN` → 1, `CH` → 3…; None for a name miekg/dns does not know."""
+    return _CLASS_NUMBERS.get(text)
+
+
+def rcode_number(text: str) -> int | None:
+    """`NXDOMAIN` → 3…; None for a name miekg/dns does not know."""
+    return _RCODE_NUMBERS.get(text)

@@ -10,7 +10,7 @@ Rules we follow and where they come from:
 
 from __future__ import annotations
 
-from dnslib import RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
 
 from kdns.protocol.edns import Edns, make_opt, max_reply_size
 from kdns.protocol.query import Query
@@ -44,9 +44,27 @@ def parse_message(wire: bytes) -> DNSRecord:
     """Any DNS message as a dnslib object, or MessageError. dnslib raises many types on bad input,
     RecursionError among them for deep compression-pointer chains: all of them mean "does not parse"."""
     try:
-        return DNSRecord.parse(wire)
+        record = DNSRecord.parse(wire)
     except Exception as e:
         raise MessageError(str(e) or type(e).__name__) from None
+    if record.ar and record.ar[-1].rtype == QTYPE.OPT:
+        _restore_last_empty_option(record.ar[-1], wire)
+    return record
+
+
+def _restore_last_empty_option(opt: RR, wire: bytes) -> None:
+    """dnslib (0.9.26) reads EDNS options only while more than 4 bytes are left, so an empty option
+    at the end of the OPT (NSID as a client asks for it, RFC 5001 §2.1) is lost. When the OPT ends
+    the packet, its RDLENGTH shows whether it held 4 more bytes than were read: add that option."""
+    read = sum(4 + len(o.data) for o in opt.rdata)
+    at = len(wire) - read - 6  # where RDLENGTH sits if those 4 bytes were the option, TYPE 8 before
+    if (
+        at >= 20
+        and wire[-2:] == b"\0\0"
+        and int.from_bytes(wire[at : at + 2], "big") == read + 4
+        and int.from_bytes(wire[at - 8 : at - 6], "big") == QTYPE.OPT
+    ):
+        opt.rdata.append(EDNSOption(int.from_bytes(wire[-4:-2], "big"), b""))
 
 
 def formerr_reply(query_id: int) -> bytes:

@@ -14,7 +14,11 @@ from kdns.plugin import Controller, Plugin, SetupContext
 
 _log = core_logger()
 ListenKey = tuple[str | None, int]  # (host or None for all interfaces, port)
-_REPEATABLE = frozenset({"bind", "file"})
+_REPEATABLE = frozenset({"bind", "file", "rewrite", "template", "acl"})
+# Repeats that CoreDNS hands to one setup call, making one plugin whose rules keep the lines' order
+# (rewrite's `stop` ends the rules of every line): setup runs for the first line and reads them all
+# from the block.
+_GATHERED = frozenset({"rewrite", "template", "acl"})
 
 
 @dataclass
@@ -57,11 +61,15 @@ def _directives_in_order(directives: tuple[Directive, ...]) -> list[Directive]:
             raise d.error(f"unknown directive '{d.name}'")
         if d.name in seen and d.name not in _REPEATABLE:
             raise d.error("this plugin can only be used once per server block")
+        first = d.name not in seen
         seen.add(d.name)
         if not registry.is_implemented(d.name):
-            _log.warning(
-                "plugin/%s: not supported by kdns yet; directive at %s:%d ignored", d.name, d.file, d.line
-            )
+            if not registry.is_ignorable(d.name):
+                # As CoreDNS refuses a directive it does not know: ignoring it could change answers.
+                raise d.error(f"plugin '{d.name}' is not implemented by kdns (see docs/plugins.md)")
+            _log.warning("plugin/%s: not implemented by kdns, and it cannot change answers; directive at "
+                         "%s:%d ignored", d.name, d.file, d.line)  # fmt: skip
             continue
-        kept.append(d)
+        if first or d.name not in _GATHERED:
+            kept.append(d)
     return sorted(kept, key=lambda d: registry.rank(d.name))

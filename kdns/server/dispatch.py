@@ -1,8 +1,9 @@
 """From query bytes to reply bytes for one listener: validation, zone routing, the plugin chain.
 
-Server-level answers follow CoreDNS (docs/dns-contract.md §17): REFUSED for non-IN classes, zone
-transfers and names no server block serves; BADVERS for EDNS version > 0 (RFC 6891 §6.1.3); FORMERR
-for packets that do not parse (RFC 1035 §4.1.1); SERVFAIL when a plugin fails or nothing answers.
+Server-level answers follow CoreDNS (docs/dns-contract.md §17): REFUSED for non-IN classes (unless
+a plugin on the listener answers them), zone transfers and names no server block serves; BADVERS for
+EDNS version > 0 (RFC 6891 §6.1.3); FORMERR for packets that do not parse (RFC 1035 §4.1.1);
+SERVFAIL when a plugin fails or nothing answers.
 A packet that cannot be answered never escapes as an exception: listeners must outlive it.
 """
 
@@ -26,6 +27,10 @@ from kdns.server import fastpath
 _errors_log = plugin_logger("errors")
 _log = core_logger()
 _REFUSED_QTYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+# Queries of other classes than IN are REFUSED unless a plugin on the listener may answer them:
+# CoreDNS opens them to the whole chain when a block has one of these (core/dnsserver/server.go,
+# EnableChaos). Then the chain sees them like any query (chaos answers CH TXT, forward passes them on).
+_OTHER_CLASS_PLUGINS = ("chaos", "forward")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class Dispatcher:
             for zone in chain.zones:
                 self._routes.setdefault(zone, chain)
         self._zones = tuple(self._routes)
+        self._other_classes = any(c.find(p) is not None for c in chains for p in _OTHER_CLASS_PLUGINS)
         self.observers: list[Observer] = []
         # Replies the fast path serves bypass `observers`; an observer that must see every reply
         # registers here too, and is given their counts at each `harvest`. The fast path stays off
@@ -125,6 +131,8 @@ class Dispatcher:
             reply, chain = await self._answer(request)
         except FormatError as e:  # a plugin needed the dnslib message and dnslib could not read it
             return formerr_reply(e.query_id)
+        if reply.dropped:  # a plugin chose silence (acl's drop): no bytes, nothing to replay
+            return None
         out = self._finish(request, reply, chain)
         if (
             reply.reuse is not None
@@ -168,7 +176,7 @@ class Dispatcher:
             return self._server_reply(request, BADVERS), None
         if request.query.opcode != OPCODE.QUERY:
             return self._server_reply(request, RCODE.NOTIMP), None
-        if request.qclass != CLASS.IN or request.qtype in _REFUSED_QTYPES:
+        if (request.qclass != CLASS.IN and not self._other_classes) or request.qtype in _REFUSED_QTYPES:
             return self._server_reply(request, RCODE.REFUSED), None
         routed = self.route(request.qname_lower)
         if routed is None:

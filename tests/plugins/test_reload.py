@@ -158,6 +158,19 @@ def test_broken_edit_keeps_the_old_configuration(
     assert rcode(ask(p.port, "foo.test.")) == "REFUSED"
 
 
+def test_an_unimplemented_directive_in_a_reload_keeps_the_old_configuration(
+    served: tuple[KdnsProcess, str], volume: ConfigMapVolume
+) -> None:
+    p, first = served
+    volume.publish(block(p.port, key="example.org", extra="    erratic\n"))
+    failed = r"^\[ERROR\] Reload failed, keeping the running configuration: (.*)$"
+    failure = until(lambda: re.search(failed, p.logs(), re.M), "the failed reload")
+    assert failure[1].endswith("/Corefile:4 - Error during parsing: 'erratic': plugin 'erratic' is not "
+                               "implemented by kdns (see docs/plugins.md)")  # fmt: skip
+    assert rcode(ask(p.port, "foo.test.")) == "NOERROR"  # `.` still served: the old configuration
+    assert sha_lines(p) == [first]
+
+
 class Prober(threading.Thread):
     """Asks the server one question after another, UDP and TCP in turn, recording failures."""
 

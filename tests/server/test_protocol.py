@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from dnslib import EDNS0, NS, QTYPE, RR, A, DNSRecord
+from dnslib import EDNS0, NS, QTYPE, RR, A, DNSRecord, EDNSOption
 
 from kdns.protocol import query as wire_query
 from kdns.protocol.edns import OUR_UDP_SIZE
-from kdns.protocol.message import BADVERS, new_reply, to_wire
+from kdns.protocol.message import BADVERS, new_reply, parse_message, to_wire
 from kdns.protocol.query import Query
 
 
@@ -94,3 +94,18 @@ def test_edns_size_is_honoured_and_tcp_is_not_truncated() -> None:
 def test_case_of_question_is_echoed() -> None:
     q = query("MiXeD.Example.")
     assert str(DNSRecord.parse(new_reply(q, None).pack()).q.qname) == "MiXeD.Example."
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[(3, b"")], [(3, b""), (10, b"12345678")], [(10, b"12345678"), (3, b"")], [(12, b""), (3, b"")], []],
+)
+def test_empty_edns_options_survive_parsing(options: list[tuple[int, bytes]]) -> None:
+    """dnslib alone drops an empty option at the end of the OPT (a client's NSID request); kdns's
+    own reader never did."""
+    q = DNSRecord.question("x.example.", "A")
+    q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(code, data) for code, data in options]))
+    parsed = parse_message(bytes(q.pack()))
+    assert [(o.code, bytes(o.data)) for o in parsed.ar[0].rdata] == options
+    edns = wire_query.parse(bytes(q.pack())).edns
+    assert edns is not None and list(edns.options) == options

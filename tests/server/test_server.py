@@ -166,10 +166,20 @@ def test_conf_equals_form_and_stdin(port: int) -> None:
     assert r.returncode == 1 and "stdin:2" in r.stderr
 
 
-def test_not_yet_supported_plugin_warns_and_runs(kdns: Callable[..., KdnsProcess]) -> None:
-    p = kdns(".:{port} {\n  bind 127.0.0.1\n  chaos\n  whoami\n}\n")
+def test_a_directive_kdns_does_not_implement_is_an_error(tmp_path: Path) -> None:
+    """As CoreDNS refuses a directive it does not know: ignoring it could change answers."""
+    path = tmp_path / "Corefile"
+    path.write_text(".:1053 {\n  whoami\n  dns64 {\n    prefix 64:ff9b::/96\n  }\n}\n")
+    r = run_kdns(["-conf", str(path)])
+    assert r.returncode == 1
+    assert f"{path}:3 - Error during parsing: 'dns64': plugin 'dns64' is not implemented by kdns" in r.stderr
+
+
+def test_directives_that_cannot_change_answers_warn_and_run(kdns: Callable[..., KdnsProcess]) -> None:
+    p = kdns(".:{port} {\n  bind 127.0.0.1\n  debug\n  pprof localhost:6053\n  whoami\n}\n")
     assert rcode(ask(p.port, "x.example.", "A")) == "NOERROR"
-    assert "[WARNING] plugin/chaos: not supported by kdns yet" in p.logs()
+    assert "[WARNING] plugin/debug: not implemented by kdns, and it cannot change answers" in p.logs()
+    assert "[WARNING] plugin/pprof: not implemented by kdns" in p.logs()
 
 
 def test_dns_port_flag_sets_the_default_port(kdns: Callable[..., KdnsProcess], port: int) -> None:

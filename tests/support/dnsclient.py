@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.query
@@ -22,15 +23,18 @@ def ask(
     timeout: float = 3.0,
     rdclass: str = "IN",
     want_dnssec: bool = False,
+    options: list[dns.edns.Option] | None = None,
+    source: str | None = None,
 ) -> dns.message.Message:
-    """Send one query; `edns=False` sends plain DNS (no OPT)."""
+    """Send one query; `edns=False` sends plain DNS (no OPT). `source`: the loopback address to send
+    from (any of 127.0.0.0/8 works on Linux), for tests of source-address rules."""
     use_edns = -1 if edns is False else int(edns)
     q = dns.message.make_query(
-        name, rdtype, rdclass, use_edns=use_edns, payload=payload, want_dnssec=want_dnssec
+        name, rdtype, rdclass, use_edns=use_edns, payload=payload, want_dnssec=want_dnssec, options=options
     )
     if tcp:
-        return dns.query.tcp(q, host, port=port, timeout=timeout)
-    return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=True)
+        return dns.query.tcp(q, host, port=port, timeout=timeout, source=source)
+    return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=True, source=source)
 
 
 def rcode(msg: dns.message.Message) -> str:
