@@ -128,7 +128,8 @@ def inside(lookups: int, workdir: Path) -> None:
                     rows.append((autopath, name, label, measure(name, family, lookups, upstream)))
             finally:
                 kdns.stop()
-    print(f"{'autopath':9} {'name':16} {'family':10} {'queries':>8} {'upstream':>9} {'p50 ms':>8} {'p90 ms':>8}")
+    print(f"{'autopath':9} {'name':16} {'family':10} {'queries':>8} {'upstream':>9} "
+          f"{'p50 ms':>8} {'p90 ms':>8}")  # fmt: skip
     for autopath, name, label, m in rows:
         print(f"{'with' if autopath else 'without':9} {name:16} {label:10} {m['queries']:8.2f} "
               f"{m['upstream']:9.2f} {m['p50_ms']:8.3f} {m['p90_ms']:8.3f}")  # fmt: skip
@@ -169,7 +170,9 @@ def pods_memory(count: int, namespaces: int = 500) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lookups", type=int, default=300)
     parser.add_argument("--pods", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kdns-autopath"))
