@@ -20,6 +20,7 @@ from kdns.k8s.podips import PodAddresses
 from kdns.k8s.records import packed_ip
 from kdns.plugin import SetupContext
 from kdns.plugins import autopath
+from kdns.plugins._resolvconf import parse_search
 from kdns.plugins.autopath.plugin import AutoPath, _answer_as
 from kdns.plugins.autopath.search import FileSearch
 from tests.support import objects as o
@@ -44,6 +45,13 @@ def _setup(text: str) -> AutoPath:
     plugin = autopath.setup(d, SetupContext(block, corefile, controller=None))  # type: ignore[arg-type]
     assert isinstance(plugin, AutoPath)
     return plugin
+
+
+def test_resolv_conf_search_list() -> None:
+    assert parse_search("nameserver 10.0.0.1\noptions ndots:5\n") == []
+    assert parse_search("search A.example b.example. # comment\n") == ["a.example.", "b.example."]
+    assert parse_search("search a.example\ndomain corp.example other\n") == ["corp.example."]  # last wins
+    assert parse_search("domain corp.example\nsearch x.example ; y\n") == ["x.example."]
 
 
 def test_resolv_conf_source(tmp_path: Path) -> None:
