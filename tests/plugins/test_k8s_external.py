@@ -223,3 +223,13 @@ def test_headless_and_fallthrough(kdns: Kdns, cluster: tuple[ApiServer, FakeUpst
     # fallthrough: a name error goes to forward, whose upstream knows this name.
     assert answer_texts(ask(p, "elsewhere.example.org", "A")) == ["203.0.113.50"]
     assert answer_texts(ask(p, "web.default.example.org", "A")) == ["192.0.2.10", "198.51.100.7"]
+
+
+def test_servfail_before_the_first_sync(kdns: Kdns) -> None:
+    """Every list fails, so the cluster is never synced: no name error may be claimed yet."""
+    with ApiServer() as api:
+        api.fail_next(10_000, 500, watch=False)
+        k = kdns(f".:{{port}} {{\n  kubernetes cluster.local {{\n    endpoint {api.url}\n"
+                 f"    startup_timeout 0.1s\n  }}\n  k8s_external example.org\n}}\n")
+        r = ask(k.port, "web.default.example.org", "A")
+        assert rcode(r) == "SERVFAIL" and _soa(r)

@@ -15,7 +15,8 @@ Grammar under each ZONE (the `dns` label is `apex`):
     reverse names (zones such as in-addr.arpa)   PTR → `<svc>.<ns>.<first zone>` of external IPs
 
 A namespace that does not exist (or is not in `namespaces`) is NXDOMAIN, `<ns>.<zone>` itself NODATA;
-a Service without external addresses is NXDOMAIN. Other query types of an existing name: NODATA.
+a Service without external addresses is NXDOMAIN (SERVFAIL until the cluster data first synced).
+Other query types of an existing name: NODATA.
 Negative answers carry the zone's SOA, whose serial is the cluster data's last change.
 
 Replies are never reused by the server's fast path: they depend on Service fields (external IPs,
@@ -41,7 +42,7 @@ from kdns.plugins.kubernetes.names import address_from_reverse
 from kdns.request import Reply, Request
 
 _log = plugin_logger("k8s_external")
-NOERROR, NXDOMAIN = int(RCODE.NOERROR), int(RCODE.NXDOMAIN)
+NOERROR, NXDOMAIN, SERVFAIL = int(RCODE.NOERROR), int(RCODE.NXDOMAIN), int(RCODE.SERVFAIL)
 # CoreDNS's apex: hostmaster mailbox, SOA timers (refresh, retry, expire); the nameserver label.
 _HOSTMASTER, _NS_LABEL = "hostmaster", "ns1"
 _SOA_TIMERS = (7200, 1800, 86400)
@@ -92,7 +93,9 @@ class K8sExternal(Plugin):
             if not found:
                 if rcode == NXDOMAIN and self._falls_through(qname):
                     return await next_(request)
-                msg.header.rcode = rcode
+                # Before the kubernetes plugin's first sync a missing name may just not be listed
+                # yet: SERVFAIL rather than a cacheable NXDOMAIN, as that plugin answers.
+                msg.header.rcode = rcode if rcode != NXDOMAIN or self.cluster.synced else SERVFAIL
             else:
                 await self._answer(request, msg, found, owner_zone)
         if not msg.rr:
