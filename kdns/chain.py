@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kdns.plugin import Handler, NoNextPlugin, Plugin
+from kdns.plugin import Handler, NoNextPlugin, Plugin, find_plugin
 from kdns.request import Reply, Request
 
 
@@ -38,4 +38,4 @@ class Chain:
         self.handler = build_handler(self.plugins)
 
     def find(self, name: str) -> Plugin | None:
-        return next((p for p in self.plugins if p.name == name), None)
+        return find_plugin(self.plugins, name)

@@ -21,10 +21,26 @@ def interface_addresses() -> list[str]:
     given without its zone index. Raises OSError when the interfaces cannot be listed.
     """
     found: dict[str, None] = {}
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            text = ip.ip if isinstance(ip.ip, str) else ip.ip[0]  # IPv6: (address, flowinfo, scope id)
-            address = ipaddress.ip_address(text)
+    for addresses in addresses_by_interface().values():
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
             if not address.is_loopback:
                 found[str(address)] = None
     return list(found)
+
+
+def addresses_by_interface() -> dict[str, list[str]]:
+    """Interface name → its IP addresses; an IPv6 link-local one carries its `%name` zone, which a
+    socket needs to bind it (the bind plugin's interface names). Raises OSError as above."""
+    out: dict[str, list[str]] = {}
+    for adapter in ifaddr.get_adapters():
+        ips = out.setdefault(adapter.nice_name, [])
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                ips.append(ip.ip)
+                continue
+            text = ip.ip[0]  # IPv6: (address, flowinfo, scope id)
+            if ipaddress.IPv6Address(text).is_link_local:
+                text = f"{text}%{adapter.nice_name}"
+            ips.append(text)
+    return out

@@ -70,6 +70,16 @@ class SetupContext:
     controller: Controller
     shared: dict[str, Any] = field(default_factory=dict)
     dns_port: int = 53
+    # This block's plugins in execution order, appended to as they are set up: complete once
+    # `start()` runs. A plugin that works with another of its block (autopath and k8s_external use
+    # the kubernetes plugin's data) keeps this list and finds the other there at start, as CoreDNS's
+    # plugins do with dnsserver.GetConfig(c).Handler(name) in OnStartup.
+    block_plugins: list[Plugin] = field(default_factory=list)
+
+
+def find_plugin(plugins: Sequence[Plugin], name: str) -> Plugin | None:
+    """The first plugin called `name` among `plugins`, if any."""
+    return next((p for p in plugins if p.name == name), None)
 
 
 class Plugin:

@@ -80,6 +80,10 @@ class Service:
     headless: bool
     external_name: str  # "" unless type is ExternalName
     ports: tuple[ServicePort, ...]
+    # What the k8s_external plugin serves outside the cluster (CoreDNS's Service.ExternalIPs, kept
+    # apart here): spec.externalIPs, and status.loadBalancer.ingress entries (an IP, else a hostname).
+    external_ips: tuple[str, ...] = ()
+    ingress: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -92,6 +96,7 @@ class Service:
     @classmethod
     def from_json(cls, obj: JSON) -> Service:
         meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
         svc_type = spec.get("type") or "ClusterIP"
         ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip]
         headless = svc_type != "ExternalName" and (not ips or ips[0] == "None")
@@ -107,6 +112,8 @@ class Service:
             headless=headless,
             external_name=str(spec.get("externalName") or "") if svc_type == "ExternalName" else "",
             ports=ports,
+            external_ips=tuple(_u(ip) for ip in spec.get("externalIPs") or () if ip),
+            ingress=tuple(_u(a) for a in (i.get("ip") or i.get("hostname") for i in ingress) if a),
         )
 
 

@@ -1,15 +1,20 @@
-"""`bind ADDRESS|IFACE…` — listen only on these addresses instead of all interfaces.
+"""`bind ADDRESS|IFACE... { except ADDRESS|IFACE... }` — listen on these addresses only, instead of all
+interfaces (CoreDNS's bind).
 
-Interface names are resolved to their addresses at setup time (Linux, via `ip -j addr`-free
-socket ioctl is overkill here: names are looked up with socket.if_nameindex + getaddrinfo-less
-`/proc/net` reading is not portable), so kdns accepts IP literals only and says so for names.
+An interface name stands for every address the interface has when the configuration is loaded (at
+start and at each reload), IPv4 and IPv6; an IPv6 link-local address keeps its `%IFACE` zone, as
+CoreDNS does. Names win over addresses when a word is both. `except` removes addresses (or an
+interface's addresses) from this directive's list only. Several `bind` lines in one block add up.
+NodeLocal DNSCache binds two addresses (`bind 169.254.20.10 10.96.0.10`) on its dummy interface.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from kdns import netif
 from kdns.corefile.model import Directive
 from kdns.plugin import Plugin, SetupContext
 from kdns.plugins._args import expect_args
@@ -23,13 +28,27 @@ class Bind(Plugin):
         self.hosts = hosts
 
 
-def setup(d: Directive, ctx: SetupContext) -> Plugin:
-    hosts = []
-    for arg in expect_args(d, 1):
+def resolve(d: Directive, words: Sequence[str], interfaces: Mapping[str, list[str]]) -> list[str]:
+    """Addresses and interface names → addresses, in order (CoreDNS's listIP)."""
+    out: list[str] = []
+    for word in words:
+        if word in interfaces:
+            out.extend(interfaces[word])
+            continue
         try:
-            hosts.append(str(ipaddress.ip_address(arg)))
+            out.append(str(ipaddress.ip_address(word)))
         except ValueError:
-            raise d.error(f"'{arg}' is not an IP address (interface names are not supported yet)") from None
-    if d.children:
-        raise d.error("bind takes no block (the 'except' option is not supported yet)")
-    return Bind(tuple(hosts))
+            raise d.error(f"not a valid IP address or interface name: {word!r}") from None
+    return out
+
+
+def setup(d: Directive, ctx: SetupContext) -> Plugin:
+    words = expect_args(d, 1)
+    interfaces = netif.addresses_by_interface()
+    excluded: list[str] = []
+    for child in d.children:
+        if child.name != "except":
+            raise child.error(f"invalid option {child.name!r} (bind takes only 'except')")
+        excluded.extend(resolve(child, expect_args(child, 1), interfaces))
+    hosts = [h for h in resolve(d, words, interfaces) if h not in excluded]
+    return Bind(tuple(dict.fromkeys(hosts)))

@@ -41,7 +41,9 @@ def build_plan(
     listeners: dict[ListenKey, list[Chain]] = defaultdict(list)
     for block in corefile.blocks:
         ctx = SetupContext(block, corefile, controller, shared, dns_port)
-        plugins = [registry.setup_function(d.name)(d, ctx) for d in _directives_in_order(block.directives)]
+        for d in _directives_in_order(block.directives):
+            ctx.block_plugins.append(registry.setup_function(d.name)(d, ctx))
+        plugins = list(ctx.block_plugins)
         chain = Chain(block.zones, plugins)
         chains.append(chain)
         hosts: list[str | None] = [h for p in plugins for h in getattr(p, "hosts", ())] or [None]

@@ -18,10 +18,10 @@ from dnslib import DNSRecord
 from kdns.corefile import CorefileError
 from kdns.corefile.model import Directive
 from kdns.metrics import REGISTRY
+from kdns.plugins._resolvconf import parse_nameservers
 from kdns.plugins.forward.config import ForwardConfig, HealthCheckConfig, Upstream, parse
 from kdns.plugins.forward.plugin import Forward
 from kdns.plugins.forward.policy import RoundRobin, random_order, sequential_order
-from kdns.plugins.forward.resolvconf import parse_nameservers
 from kdns.request import Request
 from tests.support.dnsclient import answer_texts, ask, has_flag, rcode
 from tests.support.process import KdnsProcess, run_kdns
@@ -79,11 +79,11 @@ def test_options_block() -> None:
 @pytest.mark.parametrize(("directive", "message"), [
     (d("."), "wrong argument count"),
     (d(".", "example.com"), "not an IP address or file: 'example.com'"),
-    (d(".", "tls://10.0.0.1"), "transport 'tls' is not supported"),
+    (d(".", "grpc://10.0.0.1"), "transport 'grpc' is not supported"),
     (d(".", "https://10.0.0.1"), "transport 'https' is not supported"),
     (d(".", "10.0.0.1:0"), "port 0 is out of range"),
     (d(".", *[f"10.0.0.{i}" for i in range(16)]), "more than 15 TOs configured: 16"),
-    (d(".", "10.0.0.1", children=(opt("tls", "a", "b"),)), "DNS-over-TLS upstreams are not supported"),
+    (d(".", "10.0.0.1", children=(opt("doh_method", "GET"),)), "DNS-over-HTTPS upstreams are not supported"),
     (d(".", "10.0.0.1", children=(opt("policy", "fastest"),)), "unknown policy 'fastest'"),
     (d(".", "10.0.0.1", children=(opt("max_concurrent", "-1"),)), "out of range"),
     (d(".", "10.0.0.1", children=(opt("health_check", "0s"),)), "must be positive"),

@@ -14,7 +14,7 @@ import pytest
 
 from kdns.corefile import CorefileError
 from kdns.plugin import PluginError
-from kdns.plugins import loop
+from kdns.plugins import bind, loop
 from kdns.request import Reply, Request
 from tests.support.dnsclient import ask, rcode
 from tests.support.http import until
@@ -37,9 +37,11 @@ def test_setup_targets_the_blocks_own_address() -> None:
     plugin = loop.setup(directive("loop"), context("loop", key="example.org:1053"))
     assert isinstance(plugin, loop.Loop)
     assert (plugin.zone, plugin.host, plugin.port) == ("example.org.", "", 1053)
-    ctx = context("bind 127.0.0.2 ::1\nloop", key=".")
-    plugin = loop.setup(ctx.block.find("loop")[0], ctx)
-    assert isinstance(plugin, loop.Loop) and (plugin.host, plugin.port) == ("127.0.0.2", 53)
+    for bound, host in (("127.0.0.2 ::1", "127.0.0.2"), ("lo", "127.0.0.1")):  # an interface: its address
+        ctx = context(f"bind {bound}\nloop", key=".")
+        ctx.block_plugins.append(bind.setup(ctx.block.find("bind")[0], ctx))  # kdns sets bind up first
+        plugin = loop.setup(ctx.block.find("loop")[0], ctx)
+        assert isinstance(plugin, loop.Loop) and (plugin.host, plugin.port) == (host, 53)
     for text, message in [("loop now", "wrong argument count"), ("loop {\n x\n}", "loop takes no block")]:
         with pytest.raises(CorefileError, match=re.escape(message)):
             loop.setup(directive(text), context(text))

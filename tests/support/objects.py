@@ -5,6 +5,7 @@ Shared by unit tests (fed through kdns.k8s.models) and by the test API server.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,9 +33,14 @@ def service(
     external_name: str | None = None,
     labels: dict[str, str] | None = None,
     publish_not_ready: bool = False,
+    external_ips: Sequence[str] = (),
+    ingress: Sequence[str] = (),
 ) -> Obj:
-    """A Service; `ips=()` or `ips=("None",)` makes it headless."""
+    """A Service; `ips=()` or `ips=("None",)` makes it headless. `external_ips` are spec.externalIPs,
+    `ingress` the status.loadBalancer.ingress entries (an IP, or a hostname)."""
     spec: Obj = {"type": type, "ports": list(ports)}
+    if external_ips:
+        spec["externalIPs"] = list(external_ips)
     if type == "ExternalName":
         spec["externalName"] = external_name
     else:
@@ -44,12 +50,16 @@ def service(
         spec["ipFamilies"] = ["IPv6" if ":" in ip else "IPv4" for ip in ips if ip != "None"] or ["IPv4"]
     if publish_not_ready:
         spec["publishNotReadyAddresses"] = True
-    return {
+    obj: Obj = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
         "spec": spec,
     }
+    if ingress:
+        entries = [{"ip": i} if _is_ip(i) else {"hostname": i} for i in ingress]
+        obj["status"] = {"loadBalancer": {"ingress": entries}}
+    return obj
 
 
 def headless(name: str, ns: str = "default", ports: Iterable[Obj] = (), **kw: Any) -> Obj:
@@ -118,3 +128,11 @@ def pod(
         "metadata": meta,
         "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]},
     }
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,4 +1,5 @@
-"""A small fake upstream DNS server for forward/cache tests: UDP + TCP on a loopback high port.
+"""A small fake upstream DNS server for forward/cache tests: UDP + TCP on a loopback high port, and
+DNS over TLS (RFC 7858) on a second port when given a server SSL context (`tls`).
 
 It runs its own asyncio loop in a daemon thread, so tests (sync or async) can drive it while a real
 kdns process forwards to it. It answers from a tiny record table (NXDOMAIN / NODATA with an SOA
@@ -12,12 +13,17 @@ otherwise), records every query it sees, and can be told to misbehave:
 - `negative_soa = False`: NXDOMAIN / NODATA without the SOA (RFC 2308 says: do not cache those);
 - `stop()` / `start()`: close / reopen the sockets on the same port (a down upstream, whose UDP port
   then answers with ICMP port unreachable, so clients see "connection refused" at once).
+
+Over TLS, queries are recorded with proto "tls" and `tls_connections` counts the TLS connections
+accepted (handshakes), so a test can tell connection reuse from one handshake per query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 import struct
 import threading
 import time
@@ -64,6 +70,9 @@ class FakeUpstream:
     negative_soa: bool = True
     queries: list[SeenQuery] = field(default_factory=list)
     max_inflight: int = 0
+    tls: ssl.SSLContext | None = None
+    tls_port: int = field(default_factory=free_port)
+    tls_connections: int = 0
 
     def __post_init__(self) -> None:
         # Keyed by the labels themselves: dnslib's text form does not escape a dot inside a label.
@@ -76,7 +85,9 @@ class FakeUpstream:
         self._thread.start()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[None]] = set()  # connection handlers, cancelled on stop
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- configuration --------------------------------------------------------------------------
@@ -94,6 +105,10 @@ class FakeUpstream:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tls_address(self) -> str:
+        return f"{self.host}:{self.tls_port}"
 
     # --- what it saw ------------------------------------------------------------------------------
 
@@ -155,18 +170,30 @@ class FakeUpstream:
 
         self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_address=True)
+        if self.tls is not None:
+            serve_tls = functools.partial(self._serve_tcp, proto="tls")
+            self._tls_server = await asyncio.start_server(
+                serve_tls, self.host, self.tls_port, ssl=self.tls, reuse_address=True
+            )
 
     async def _close(self) -> None:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._tcp is not None:
-            self._tcp.close()
-            for w in list(self._tcp_writers):
-                w.close()
-            with contextlib.suppress(Exception):
-                await self._tcp.wait_closed()
-            self._tcp = None
+        for server in (self._tcp, self._tls_server):
+            if server is not None:
+                server.close()
+        for w in list(self._tcp_writers):
+            w.close()
+        serving = [t for t in self._serving if not t.done()]
+        for t in serving:
+            t.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
+        for server in (self._tcp, self._tls_server):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()
+        self._tcp = self._tls_server = None
 
     # --- answering --------------------------------------------------------------------------------
 
@@ -176,17 +203,25 @@ class FakeUpstream:
         if wire is not None and not transport.is_closing():
             transport.sendto(wire, addr)
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         proto: str = "tcp") -> None:
         self._tcp_writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+        if proto == "tls":
+            with self._lock:
+                self.tls_connections += 1
         try:
             while True:
                 (length,) = struct.unpack("!H", await reader.readexactly(2))
                 data = await reader.readexactly(length)
-                wire = await self._respond(data, "tcp")
+                wire = await self._respond(data, proto)
                 if wire is not None:
                     writer.write(struct.pack("!H", len(wire)) + wire)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             self._tcp_writers.discard(writer)

@@ -1,14 +1,17 @@
 """`forward FROM TO... { ... }` → ForwardConfig, with CoreDNS's defaults and limits (plugin/forward/setup.go).
 
 TO is `IP`, `IP:PORT`, `[IPv6]:PORT`, any of those behind `dns://`, or a resolv.conf-style file whose
-`nameserver` lines are used on port 53 (CoreDNS: parse.HostPortOrFile). Other transports (`tls://`,
-`https://`, `grpc://`) and hostnames are refused with a clear error rather than half-supported.
+`nameserver` lines are used on port 53 (CoreDNS: parse.HostPortOrFile); or `tls://IP[%NAME][:PORT]`
+for DNS over TLS (RFC 7858, port 853 by default; NAME is that upstream's certificate name). Other
+transports (`https://`, `grpc://`, `quic://`) and hostnames are refused with a clear error rather
+than half-supported.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+import ssl
+from dataclasses import dataclass, field, replace
 
 from kdns.corefile.model import Directive
 from kdns.plugins._args import (
@@ -19,15 +22,16 @@ from kdns.plugins._args import (
     unknown_property,
     zones_or_default,
 )
-from kdns.plugins.forward.resolvconf import read_nameservers
+from kdns.plugins._resolvconf import read_nameservers
+from kdns.plugins.forward.tls import client_context
 
 DNS_PORT = 53
+TLS_PORT = 853  # RFC 7858 §3.1
+MAX_TLS_FILES = 3  # tls [CERT KEY] [CA]
 MAX_UPSTREAMS = 15  # CoreDNS forward: "more than 15 TOs configured"
 POLICIES = ("random", "round_robin", "sequential")
 # Options CoreDNS has that kdns refuses on purpose, with the reason shown to the user.
 _UNSUPPORTED = {
-    "tls": "DNS-over-TLS upstreams are not supported by kdns (plain DNS only)",
-    "tls_servername": "DNS-over-TLS upstreams are not supported by kdns (plain DNS only)",
     "doh_method": "DNS-over-HTTPS upstreams are not supported by kdns (plain DNS only)",
     "next": "not supported by kdns (one forward per server block, so there is no next forward to try)",
     "failover": "not supported by kdns",
@@ -42,6 +46,8 @@ _UNSUPPORTED = {
 class Upstream:
     host: str
     port: int
+    tls: bool = False  # tls:// (DNS over TLS)
+    server_name: str = ""  # the `%NAME` of `tls://IP%NAME`: this upstream's certificate name
 
     @property
     def label(self) -> str:
@@ -68,6 +74,9 @@ class ForwardConfig:
     policy: str = "random"
     health: HealthCheckConfig = HealthCheckConfig()
     max_concurrent: int = 0  # 0: no limit
+    tls_servername: str = ""  # the certificate name of every tls:// upstream
+    # For tls:// upstreams: from the `tls` option, else the system CAs (CoreDNS's default).
+    tls_context: ssl.SSLContext | None = field(default=None, compare=False)
 
 
 def parse(d: Directive) -> ForwardConfig:
@@ -108,8 +117,33 @@ def parse(d: Directive) -> ForwardConfig:
         elif name == "max_concurrent":
             limit = parse_int(child, expect_args(child, 1, 1)[0], 0, 2**31 - 1, "max_concurrent")
             cfg = replace(cfg, max_concurrent=limit)
+        elif name == "tls":
+            cfg = replace(cfg, tls_context=_tls_context(child, expect_args(child, 0, MAX_TLS_FILES)))
+        elif name == "tls_servername":
+            cfg = replace(cfg, tls_servername=expect_args(child, 1, 1)[0])
         else:
             raise unknown_property(d, child)
+    return _check_tls(d, cfg)
+
+
+def _tls_context(child: Directive, files: tuple[str, ...]) -> ssl.SSLContext:
+    try:
+        return client_context(files)
+    except (OSError, ssl.SSLError, ValueError) as e:
+        raise child.error(f"could not load TLS files {' '.join(files)}: {e}") from None
+
+
+def _check_tls(d: Directive, cfg: ForwardConfig) -> ForwardConfig:
+    """One certificate name per upstream (CoreDNS refuses both levels at once); tls:// upstreams
+    without a `tls` option verify with the system CAs."""
+    for u in cfg.upstreams:
+        if u.server_name and cfg.tls_servername:
+            raise d.error(
+                f"both forward ('{cfg.tls_servername}') and proxy level ('{u.server_name}') TLS "
+                f"servernames are set for upstream proxy '{u.label}'"
+            )
+    if cfg.tls_context is None and any(u.tls for u in cfg.upstreams):
+        cfg = replace(cfg, tls_context=client_context(()))
     return cfg
 
 
@@ -133,13 +167,18 @@ def _parse_health(child: Directive) -> HealthCheckConfig:
 
 def parse_to(d: Directive, text: str) -> list[Upstream]:
     """One TO argument → its upstream(s)."""
-    rest = text
+    rest, scheme = text, "dns"
     if "://" in text:
         scheme, rest = text.split("://", 1)
-        if scheme.lower() != "dns":
-            raise d.error(f"'{text}': transport '{scheme}' is not supported (plain DNS only: IP[:PORT] or dns://)")
+        scheme = scheme.lower()
+        if scheme not in ("dns", "tls"):
+            raise d.error(
+                f"'{text}': transport '{scheme}' is not supported (IP[:PORT], dns:// or tls:// only)"
+            )
     if not rest:
         raise d.error(f"invalid address: '{text}'")
+    if scheme == "tls":
+        return [_tls_upstream(d, text, rest)]
     host, port = _split_host_port(rest)
     if _is_ip(host):
         if port is None:
@@ -152,6 +191,24 @@ def parse_to(d: Directive, text: str) -> list[Upstream]:
     except (OSError, ValueError) as e:
         raise d.error(f"reading '{rest}': {e}") from None
     return [Upstream(s, DNS_PORT) for s in servers]
+
+
+def _tls_upstream(d: Directive, text: str, rest: str) -> Upstream:
+    """`tls://IP[%NAME][:PORT]` (IPv6 in brackets: `tls://[2001:db8::1%NAME]:853`), CoreDNS's form."""
+    name = ""
+    if "%" in rest:  # CoreDNS splitZone: the name ends at the port's colon, the bracket stays
+        at = rest.rindex("%")
+        host_part, name = rest[:at], rest[at + 1 :]
+        port_part = ""
+        if ":" in name:
+            colon = name.rindex(":")
+            name, port_part = name[:colon], name[colon:]
+        name = name.rstrip("]")
+        rest = host_part + ("]" if host_part.startswith("[") else "") + port_part
+    host, port = _split_host_port(rest)
+    if not _is_ip(host) or "%" in host:
+        raise d.error(f"'{text}': a tls:// upstream must be an IP address (hostnames are not supported)")
+    return Upstream(host, TLS_PORT if port is None else parse_int(d, port, 1, 65535, "port"), True, name)
 
 
 def _split_host_port(text: str) -> tuple[str, str | None]:

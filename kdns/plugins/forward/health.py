@@ -4,7 +4,9 @@ is performed").
 A failed query starts a probe loop: `. IN NS` (or `domain FQDN`, RD per `no_rec`) every `interval`
 (default 0.5s) until one probe gets any reply at all — REFUSED or SERVFAIL count as healthy, only
 network errors and timeouts do not. Each failed probe adds one to the upstream's `fails`; a reply
-resets it. Probes use a fresh socket each time, over TCP with `force_tcp`, else UDP.
+resets it. Probes use a fresh socket each time, over TCP with `force_tcp`, else UDP; a tls://
+upstream is always probed over TLS, its handshake and certificate check included (CoreDNS: "when
+TLS is used, checks are set to tcp-tls").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from kdns.log import plugin_logger
 from kdns.plugins.forward import metrics
 from kdns.plugins.forward.config import HealthCheckConfig
 from kdns.plugins.forward.proxy import Proxy, describe
-from kdns.plugins.forward.transport import UpstreamTimeout, open_connection
+from kdns.plugins.forward.transport import UpstreamTimeout
 from kdns.tasks import cancel_and_wait
 
 PROBE_TIMEOUT = 1.0  # CoreDNS hcReadTimeout / hcWriteTimeout
@@ -66,8 +68,7 @@ class HealthCheck:
     async def _probe(self) -> None:
         header = DNSHeader(id=secrets.randbelow(65536), rd=int(self.config.recursion_desired))
         query = DNSRecord(header, q=DNSQuestion(self.config.domain, QTYPE.NS))
-        host, port = self.proxy.upstream.host, self.proxy.upstream.port
-        conn = await open_connection(host, port, self.proto, PROBE_TIMEOUT)
+        conn = await self.proxy.conns.dial(self.proto, PROBE_TIMEOUT)
         try:
             await conn.exchange(bytes(query.pack()), PROBE_TIMEOUT)
         finally:

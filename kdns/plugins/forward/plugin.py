@@ -19,10 +19,11 @@ from dnslib import RCODE, DNSRecord
 
 from kdns.plugin import Handler, Plugin, PluginError
 from kdns.plugins.forward import metrics
-from kdns.plugins.forward.config import ForwardConfig
+from kdns.plugins.forward.config import ForwardConfig, Upstream
 from kdns.plugins.forward.health import HealthCheck
 from kdns.plugins.forward.policy import make_policy
 from kdns.plugins.forward.proxy import READ_TIMEOUT, Proxy, UpstreamError
+from kdns.plugins.forward.tls import TlsTarget, server_name_of
 from kdns.protocol.message import MessageError, parse_message
 from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request
@@ -38,7 +39,7 @@ class Forward(Plugin):
 
     def __init__(self, config: ForwardConfig) -> None:
         self.config = config
-        self.proxies = [Proxy(u, config.expire) for u in config.upstreams]
+        self.proxies = [Proxy(u, config.expire, _tls_target(config, u)) for u in config.upstreams]
         probe_proto = "tcp" if config.force_tcp else "udp"
         self.health = {p: HealthCheck(p, config.health, probe_proto, config.max_fails) for p in self.proxies}
         self._order = make_policy(config.policy)
@@ -137,12 +138,17 @@ class Forward(Plugin):
         while True:
             timeout = min(READ_TIMEOUT, deadline - loop.time())
             if timeout <= 0:
-                raise UpstreamError(f"read {proto} {proxy.label}: i/o timeout")
+                raise UpstreamError(f"read {proxy.conns.proto_for(proto)} {proxy.label}: i/o timeout")
             qid = secrets.randbelow(0x10000)  # unpredictable IDs: RFC 5452 §4 (spoofing resistance)
             data = await proxy.exchange(qid.to_bytes(2, "big") + wire[2:], proto, timeout)
             reply = self._parse(data, request, proto, proxy)
             # prefer_udp: a truncated UDP reply is retried over TCP; otherwise TC=1 passes to the client.
-            if reply.header.tc and proto == "udp" and self.config.prefer_udp and not self.config.force_tcp:
+            if (
+                reply.header.tc
+                and proxy.conns.proto_for(proto) == "udp"
+                and self.config.prefer_udp
+                and not self.config.force_tcp
+            ):
                 proto = "tcp"
                 continue
             break
@@ -156,7 +162,7 @@ class Forward(Plugin):
         try:
             return parse_message(data)
         except MessageError as e:
-            if proto == "udp" and len(data) >= 12 and data[2] & 0x02:
+            if proxy.conns.proto_for(proto) == "udp" and len(data) >= 12 and data[2] & 0x02:
                 # A datagram cut off mid-record (TC set): pass an empty TC=1 reply on, as CoreDNS's
                 # truncateResponse does, so the client retries over TCP.
                 reply = request.reply(rcode=data[3] & 0x0F, aa=bool(data[2] & 0x04))
@@ -164,3 +170,10 @@ class Forward(Plugin):
                 reply.header.ra = data[3] >> 7
                 return reply
             raise UpstreamError(f"read {proto} {proxy.label}: dns: {e}") from None
+
+
+def _tls_target(config: ForwardConfig, upstream: Upstream) -> TlsTarget | None:
+    if not upstream.tls or config.tls_context is None:
+        return None
+    name = server_name_of(upstream.host, upstream.server_name, config.tls_servername)
+    return TlsTarget(config.tls_context, name)

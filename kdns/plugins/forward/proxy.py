@@ -14,7 +14,8 @@ from dnslib import RCODE
 
 from kdns.plugins.forward import metrics
 from kdns.plugins.forward.config import Upstream
-from kdns.plugins.forward.transport import ConnectionCache, UpstreamTimeout
+from kdns.plugins.forward.tls import TlsTarget
+from kdns.plugins.forward.transport import TLS_PROTO, ConnectionCache, UpstreamTimeout
 
 READ_TIMEOUT = 2.0  # CoreDNS proxy read timeout per attempt
 
@@ -43,11 +44,11 @@ def rcode_name(wire: bytes) -> str:
 
 
 class Proxy:
-    def __init__(self, upstream: Upstream, expire: float) -> None:
+    def __init__(self, upstream: Upstream, expire: float, tls: TlsTarget | None = None) -> None:
         self.upstream = upstream
         self.label = upstream.label
         self.fails = 0
-        self.conns = ConnectionCache(upstream.host, upstream.port, expire)
+        self.conns = ConnectionCache(upstream.host, upstream.port, expire, tls)
 
     def down(self, max_fails: int) -> bool:
         return max_fails > 0 and self.fails > max_fails
@@ -55,6 +56,7 @@ class Proxy:
     async def exchange(self, wire: bytes, proto: str, timeout: float) -> bytes:
         """Send `wire` and return the reply carrying the same ID, or raise UpstreamError."""
         start = time.monotonic()
+        proto = self.conns.proto_for(proto)
         while True:
             try:
                 conn, cached = await self.conns.acquire(proto, timeout)
@@ -65,7 +67,7 @@ class Proxy:
                 reply = await conn.exchange(wire, timeout)
             except (UpstreamTimeout, asyncio.IncompleteReadError, OSError) as e:
                 conn.close()
-                if cached and proto == "tcp" and not isinstance(e, UpstreamTimeout):
+                if cached and proto in ("tcp", TLS_PROTO) and not isinstance(e, UpstreamTimeout):
                     continue  # the upstream closed our idle connection: retry on a fresh one
                 raise UpstreamError(f"read {proto} {self.label}: {describe(e)}") from None
             except BaseException:

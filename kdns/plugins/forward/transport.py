@@ -7,6 +7,10 @@ kernel drops datagrams from other sources and an ICMP port-unreachable surfaces 
 ConnectionRefusedError instead of a 2 s timeout. Replies whose ID is not ours are skipped, as
 CoreDNS does ("drop out-of-order responses"): on a reused UDP socket a duplicated reply to an
 earlier query may still arrive. Datagrams are read whole; the server truncates for the client.
+
+A `tls://` upstream is reached over TCP wrapped in TLS (proto `tcp-tls`, CoreDNS's name, used in the
+connection-cache metrics), framed as plain TCP (RFC 7858 §3.3); its connections are cached and reused
+the same way, which is what keeps the handshake off most queries (RFC 7858 §3.4).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import struct
 import time
 from collections import deque
 from typing import Protocol
+
+from kdns.plugins.forward.tls import TlsTarget
+
+TLS_PROTO = "tcp-tls"
 
 
 class UpstreamTimeout(Exception):
@@ -81,21 +89,23 @@ class UdpConnection:
 
 
 class TcpConnection:
-    """RFC 1035 §4.2.2 / RFC 7766 §8: each message is preceded by its 2-byte length."""
+    """RFC 1035 §4.2.2 / RFC 7766 §8: each message is preceded by its 2-byte length (also over TLS)."""
 
-    proto = "tcp"
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto: str) -> None:
         self._reader = reader
         self._writer = writer
+        self.proto = proto
 
     @classmethod
-    async def open(cls, host: str, port: int, timeout: float) -> TcpConnection:
+    async def open(cls, host: str, port: int, timeout: float, tls: TlsTarget | None = None) -> TcpConnection:
+        """A TCP connection, TLS-wrapped (handshake and certificate check included) when `tls`."""
+        ctx, name = (tls.context, tls.server_name) if tls is not None else (None, None)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            connecting = asyncio.open_connection(host, port, ssl=ctx, server_hostname=name)
+            reader, writer = await asyncio.wait_for(connecting, timeout)
         except TimeoutError:
             raise UpstreamTimeout() from None
-        return cls(reader, writer)
+        return cls(reader, writer, "tcp" if tls is None else TLS_PROTO)
 
     async def exchange(self, wire: bytes, timeout: float) -> bytes:
         self._writer.write(struct.pack("!H", len(wire)) + wire)
@@ -114,33 +124,43 @@ class TcpConnection:
         self._writer.close()
 
 
-async def open_connection(host: str, port: int, proto: str, timeout: float) -> Connection:
-    """A new connection (OSError such as ConnectionRefusedError, or UpstreamTimeout, on failure)."""
-    if proto == "tcp":
-        return await TcpConnection.open(host, port, timeout)
-    return await UdpConnection.open(host, port)
-
-
 class ConnectionCache:
-    """Idle connections to one upstream per protocol, most recently used first (CoreDNS `expire`)."""
+    """Idle connections to one upstream per protocol, most recently used first (CoreDNS `expire`).
 
-    def __init__(self, host: str, port: int, expire: float) -> None:
+    With `tls` every connection is `tcp-tls`, whatever protocol is asked for (CoreDNS's Dial)."""
+
+    def __init__(self, host: str, port: int, expire: float, tls: TlsTarget | None = None) -> None:
         self.host = host
         self.port = port
         self.expire = expire
-        self._idle: dict[str, deque[tuple[float, Connection]]] = {"udp": deque(), "tcp": deque()}
+        self.tls = tls
+        self._idle: dict[str, deque[tuple[float, Connection]]] = {
+            "udp": deque(), "tcp": deque(), TLS_PROTO: deque()
+        }  # fmt: skip
         self._closed = False
+
+    def proto_for(self, proto: str) -> str:
+        """The protocol a connection asked for as `proto` really uses."""
+        return TLS_PROTO if self.tls is not None else proto
+
+    async def dial(self, proto: str, timeout: float) -> Connection:
+        """A new connection, not from the cache (OSError such as ConnectionRefusedError, or
+        UpstreamTimeout, on failure; ssl.SSLError, an OSError, when the handshake fails)."""
+        proto = self.proto_for(proto)
+        if proto == "udp":
+            return await UdpConnection.open(self.host, self.port)
+        return await TcpConnection.open(self.host, self.port, timeout, self.tls)
 
     async def acquire(self, proto: str, timeout: float) -> tuple[Connection, bool]:
         """A connection for `proto` and whether it came from the cache."""
-        idle = self._idle[proto]
+        idle = self._idle[self.proto_for(proto)]
         now = time.monotonic()
         while idle:
             used, conn = idle.pop()
             if now - used < self.expire:
                 return conn, True
             conn.close()
-        return await open_connection(self.host, self.port, proto, timeout), False
+        return await self.dial(proto, timeout), False
 
     def release(self, conn: Connection) -> None:
         """Give back a connection after a successful exchange (closed instead once the cache is closed)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from kdns.corefile.model import Directive
 from kdns.k8s.index import ClusterIndex, ViewOptions
 from kdns.k8s.models import Kind
-from kdns.k8s.sink import ObjectSource
+from kdns.k8s.podips import PodAddresses, PodAddressSink
+from kdns.k8s.sink import ObjectSink, ObjectSource
 from kdns.plugin import Plugin, SetupContext
 from kdns.plugins.kubernetes.options import KubernetesOptions, parse_options
 from kdns.plugins.kubernetes.plugin import Kubernetes, watched_kinds
@@ -22,10 +23,16 @@ def setup(d: Directive, ctx: SetupContext) -> Plugin:
     index = ClusterIndex(
         ViewOptions(opts.endpoint_pod_names, opts.ignore_empty_service, not opts.noendpoints), required=kinds
     )
-    return Kubernetes(opts, _source(d, opts, index, kinds), index, ctx.controller)
+    # With `pods verified`, Pod IP → namespace is kept beside the index for autopath (CoreDNS's
+    # AutoPath needs verified pods too).
+    pods = PodAddresses() if Kind.POD in kinds else None
+    sink: ObjectSink = index if pods is None else PodAddressSink(index, pods)
+    plugin = Kubernetes(opts, _source(d, opts, sink, kinds), index, ctx.controller)
+    plugin.pod_addresses = pods
+    return plugin
 
 
-def _source(d: Directive, opts: KubernetesOptions, index: ClusterIndex, kinds: list[Kind]) -> ObjectSource:
+def _source(d: Directive, opts: KubernetesOptions, index: ObjectSink, kinds: list[Kind]) -> ObjectSource:
     """Manifest files when `manifests` is given, else list/watch against the API.
 
     Imports are local on purpose: the API client pulls in the `kubernetes` package (~0.5 s of

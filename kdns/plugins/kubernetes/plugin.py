@@ -16,6 +16,7 @@ from dnslib import QTYPE, RCODE, RR, SOA
 
 from kdns.k8s.index import ClusterIndex
 from kdns.k8s.models import Kind
+from kdns.k8s.podips import PodAddresses
 from kdns.k8s.records import split_families
 from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
@@ -52,6 +53,8 @@ def watched_kinds(opts: KubernetesOptions) -> list[Kind]:
 
 class Kubernetes(Plugin):
     name = "kubernetes"
+    # Pod IP → namespace with `pods verified` (kdns.k8s.podips, read by autopath), else None.
+    pod_addresses: PodAddresses | None = None
 
     def __init__(
         self, opts: KubernetesOptions, source: ObjectSource, index: ClusterIndex, controller: Controller
