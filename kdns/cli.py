@@ -21,6 +21,7 @@ from kdns import __version__
 from kdns import plugins as registry
 from kdns.corefile import Corefile, CorefileError, parse_corefile, parse_file
 from kdns.log import core_logger, setup_logging
+from kdns.plan import build_plan
 from kdns.server.runtime import Runtime, banner
 
 DEFAULT_COREFILE = "Corefile"
@@ -112,7 +113,7 @@ def _raise_open_file_limit() -> None:
 
 async def _serve(corefile: Corefile, path: str, port: int, quiet: bool) -> int:
     log = core_logger()
-    runtime = Runtime(path, port)
+    runtime = Runtime(path, build_plan, port)
     _install_signal_handlers(runtime)  # before start-up: a SIGTERM while syncing must not kill outright
     try:
         await runtime.start(corefile)

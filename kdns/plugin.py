@@ -3,6 +3,13 @@
 A plugin's `serve` either answers (returns a Reply) or calls `next_` and may change what comes back
 (cache, loadbalance) or only observe it (log, prometheus). Raising is how a plugin reports failure:
 the server turns it into SERVFAIL, and the errors plugin logs it on the way out.
+
+`serve_now` is the same middleware without awaiting: the server asks it first for a question its
+fast path does not hold, so a question answered from memory costs no task and no coroutine chain.
+A plugin that cannot say without awaiting returns None there, and the server runs `serve`.
+
+This module, kdns.observe and the Reply a plugin returns are all the server knows of plugins: it
+never imports one, nor names one.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from typing import Any, ClassVar, Protocol
 from dnslib import DNSRecord
 
 from kdns.corefile.model import Corefile, ServerBlock
+from kdns.observe import Traffic
 from kdns.request import Reply, Request
 
 Handler = Callable[[Request], Awaitable[Reply]]
+# serve_now's next: the reply of the plugins after, or None when one of them must await.
+NowHandler = Callable[[Request], Reply | None]
 # Told the outcome of loading a configuration: (True, corefile) once it serves (at start and after
 # each reload), (False, None) when a reload was rejected and the old configuration kept running.
 ReloadObserver = Callable[[bool, Corefile | None], None]
@@ -89,9 +99,22 @@ class Plugin:
     # Plugins that only run beside the server (health, ready, reload) set this to False so the chain
     # skips them on the hot path.
     in_query_path: ClassVar[bool] = True
+    # A plugin that answers (or passes on) classes other than IN (chaos; forward) sets this: the
+    # server refuses other classes unless a chain on the listener has one (CoreDNS's EnableChaos).
+    answers_other_classes: ClassVar[bool] = False
+    # A plugin that logs the failures of the plugins after it (errors) sets this; without one in the
+    # chain, failures are logged at debug level only.
+    reports_failures: ClassVar[bool] = False
 
     async def serve(self, request: Request, next_: Handler) -> Reply:
         return await next_(request)
+
+    def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
+        """`serve`'s reply without awaiting anything, or None when this plugin cannot give it so (the
+        server then runs `serve`). It must be exactly what `serve` would return, and may not depend on
+        the client (`request.client` is unknown here): its reply becomes a template every client gets.
+        By default a plugin transparent for the name passes it on, and any other needs `serve`."""
+        return next_now(request) if self.transparent_for(request.qname_lower) else None
 
     def transparent_for(self, qname: str) -> bool:
         """True when this plugin passes the reply to `qname` (lower-case) from later plugins through
@@ -111,3 +134,10 @@ class Plugin:
 
     async def on_shutdown(self) -> None:
         """Called first on SIGTERM, before listeners stop (health's lameduck waits here)."""
+
+    def listen_hosts(self) -> Sequence[str]:
+        """Addresses the block's listeners bind instead of every interface (bind); () for most."""
+        return ()
+
+    def observe(self, traffic: Traffic) -> None:
+        """Called with each listener's traffic whenever a configuration is applied (prometheus)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from dnslib import RCODE, DNSLabel, DNSRecord
 
@@ -11,6 +12,7 @@ from kdns.protocol import names
 from kdns.protocol.edns import Edns
 from kdns.protocol.message import MessageError, new_reply, parse_message
 from kdns.protocol.query import FormatError, Query, parse
+from kdns.protocol.wire import rcode as wire_rcode
 
 
 @dataclass(slots=True)
@@ -126,47 +128,86 @@ class Countable(Protocol):
     def inc(self, amount: float = 1) -> None: ...
 
 
-class Scoped(Protocol):
-    """Data whose parts are versioned by scope (kdns.k8s.index.ClusterIndex): a namespace, or ""
-    for the whole of it. A scope's generation changes whenever anything in it changes."""
+class Serial(Protocol):
+    """Data whose SOA serial replayed replies carry (kdns.k8s.index.ClusterIndex)."""
 
-    scope_gen: dict[str, int]
     serial: int
+
+
+# (mapping, key, expected): an answer depends on `mapping` holding exactly the object `expected` under
+# `key` (None: holding nothing). The data's owner replaces that object whenever a change alters the
+# answers that depend on it (kdns.k8s.index), so checking is one lookup and an identity comparison.
+Dependency = tuple[dict[Any, Any], Hashable, object]
 
 
 @dataclass(frozen=True, slots=True)
 class Reuse:
     """A plugin's promise that its reply to this question may be served again as the same bytes
-    (fast path): while `source`'s `scope` keeps its generation (None: no scope to check), and, for a
-    reply with a lifetime (ttl ≥ 0), while whole seconds since `stored` (time.monotonic) stay below
-    `ttl` — every TTL in the replayed reply then counts down with it, as the cache plugin's do.
-    `counters` are what the plugin counts when it answers (cache hits); replays add to them too.
-    `same_spelling`: the reply spells names as stored, not as asked (a cache holds the first asker's
-    spelling), so only a query spelled exactly the same may get these bytes again."""
+    (fast path): while every dependency in `deps` holds, and, for a reply with a lifetime
+    (lifetime ≥ 0), while whole seconds since `stored` (time.monotonic) stay below it — every TTL in
+    the replayed reply then counts down with it, as the cache plugin's do. `serial_source` keeps the
+    current SOA serial, patched into a replayed SOA. `counters` are what the plugin counts when it
+    answers (cache hits); replays add to them too. `same_spelling`: the reply spells names as stored,
+    not as asked (a cache holds the first asker's spelling), so only a query spelled exactly the same
+    may get these bytes again."""
 
-    source: Scoped | None
-    scope: str = ""
-    generation: int = 0
+    deps: tuple[Dependency, ...] = ()
+    serial_source: Serial | None = None
     stored: float = 0.0
-    ttl: int = -1
+    lifetime: int = -1
     counters: tuple[Countable, ...] = ()
     same_spelling: bool = False
 
 
-@dataclass(slots=True)
 class Reply:
-    """A finished reply and the name of the plugin that wrote it (for metrics and logs)."""
+    """A finished reply and the name of the plugin that wrote it (for metrics and logs).
 
-    message: DNSRecord
-    plugin: str
-    reuse: Reuse | None = None
-    # Send the client nothing (acl's `drop`), as a CoreDNS plugin that returns without writing; the
-    # plugins in front still see `message`, as CoreDNS's log and metrics see an unwritten reply.
-    dropped: bool = False
+    A plugin gives either a dnslib `message`, or the reply's `wire` bytes (the kubernetes plugin's
+    answers are prepared in wire form). Plugins in front that read or edit `message` get it parsed
+    from the wire on first use; from then on the message is the reply, re-packed by the server.
+    """
+
+    __slots__ = ("_message", "dropped", "plugin", "reuse", "shuffle", "wire")
+
+    def __init__(
+        self,
+        message: DNSRecord | None = None,
+        plugin: str = "",
+        reuse: Reuse | None = None,
+        *,
+        wire: bytes | None = None,
+        shuffle: bool = False,
+        dropped: bool = False,
+    ) -> None:
+        if (message is None) == (wire is None):
+            raise ValueError("a Reply has a message or wire bytes, not both")
+        self._message = message
+        self.wire = wire
+        self.plugin = plugin
+        self.reuse = reuse
+        # Replays shuffle the reply's address and MX records (loadbalance said so): kdns.server.fastpath.
+        self.shuffle = shuffle
+        # Send the client nothing (acl's `drop`), as a CoreDNS plugin that returns without writing;
+        # the plugins in front still see the reply, as CoreDNS's log and metrics see an unwritten one.
+        self.dropped = dropped
+
+    @property
+    def message(self) -> DNSRecord:
+        if self._message is None:
+            assert self.wire is not None
+            self._message = parse_message(self.wire)
+            self.wire = None  # whoever asked may edit it: the message is the reply from now on
+        return self._message
+
+    def with_message(self, message: DNSRecord) -> Reply:
+        """The same reply (author, reuse, flags) carrying another message."""
+        return Reply(message, self.plugin, self.reuse, shuffle=self.shuffle, dropped=self.dropped)
 
     @property
     def rcode(self) -> int:
         """The full (extended) rcode: header bits plus the OPT's upper 8 bits."""
+        if self.wire is not None:
+            return wire_rcode(self.wire)
         rcode = int(self.message.header.rcode)
         for rr in self.message.ar:
             if rr.rtype == 41:

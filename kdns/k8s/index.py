@@ -27,10 +27,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sortedcontainers import SortedList
+
 from kdns.k8s.models import EndpointSlice, Kind, Model, Namespace, Pod, Service
 from kdns.k8s.records import Addresses, ServiceView, build_view, endpoint_names, packed_ip
 
 Key = tuple[str, str]
+# How many addresses below a reverse name `reverse_names_below` hands over at most: enough to find
+# one whose namespace is served, bounded however many addresses share the prefix.
+_REVERSE_SCAN = 64
 # Long enough for the controller's second write to arrive (milliseconds apart in practice, seconds
 # on a loaded API server), short next to the 30 s TTL kind gives cluster names.
 HANDOVER_HOLD = 2.0
@@ -70,10 +75,19 @@ class ClusterIndex:
         self.endpoint_ptr: dict[bytes, tuple[Key, ...]] = {}  # ready endpoint address → Services
         self.synced_kinds: set[Kind] = set()
         self.serial = int(self._clock())
-        # Generations bumped on every change a query could see: per namespace, and "" for the whole
-        # index. Replies computed from one namespace's data stay reusable while only other
-        # namespaces change (kdns.request.Reuse).
-        self.scope_gen: dict[str, int] = {}
+        # Versions: objects replaced exactly when the answers that read a piece of data change, so a
+        # reply computed from that data stays reusable until then (kdns.request.Reuse.deps: "this dict
+        # still holds this object"). An EndpointSlice update of a ClusterIP Service changes its
+        # endpoint names only, never its A/AAAA/SRV answers; a new Service or Namespace changes the
+        # negative answers that named it; any change moves `everything` (answers reading much).
+        self.namespace_versions: dict[str, object] = {}
+        self.service_versions: dict[Key, object] = {}  # exists, addresses, CNAME, SRV of a Service
+        self.endpoint_versions: dict[Key, object] = {}  # its endpoint names and their addresses
+        self.everything: dict[str, object] = {"": object()}
+        # Every address with a PTR, sorted per family: names between a reverse zone's apex and a
+        # PTR record exist (empty non-terminals, RFC 8020), and finding one is a bisection.
+        self.reverse_v4: SortedList = SortedList()
+        self.reverse_v6: SortedList = SortedList()
         self._dirty: set[Key] = set()
         self.listeners: list[Callable[[set[Key]], None]] = []  # told which services changed
         # Slice hand-over (see module docstring): slices whose removal is on hold, per Service.
@@ -182,7 +196,8 @@ class ClusterIndex:
         elif isinstance(obj, Namespace):
             if obj.name not in self.namespaces:
                 self.namespaces.add(obj.name)
-                self._bump(obj.name)
+                self.namespace_versions[obj.name] = object()
+                self._changed()
         elif isinstance(obj, Pod):
             self._remove_pod(obj.key)
             if not obj.terminating and obj.ip:  # docs/dns-contract.md §16: deleting pods are dropped
@@ -190,7 +205,7 @@ class ClusterIndex:
                 ip = packed_ip(obj.ip)
                 if ip is not None:
                     self.pod_ips.setdefault((obj.namespace, ip), set()).add(obj.name)
-            self._touch(obj.namespace)
+            self._touch()
 
     def _delete(self, kind: Kind, key: Key) -> None:
         if kind is Kind.SERVICE:
@@ -204,9 +219,10 @@ class ClusterIndex:
         elif kind is Kind.NAMESPACE:
             if key[1] in self.namespaces:
                 self.namespaces.discard(key[1])
-                self._bump(key[1])
+                self.namespace_versions.pop(key[1], None)
+                self._changed()
         elif self._remove_pod(key):
-            self._touch(key[0])
+            self._touch()
 
     def _unlink_slice(self, sl: EndpointSlice) -> None:
         svc_key = (sl.namespace, sl.service_name)
@@ -247,13 +263,14 @@ class ClusterIndex:
                 continue
             changed.add(key)
             self._set_ptrs(key, old, new)
+            self._version(self.service_versions, key, _service_part(old), _service_part(new))
+            self._version(self.endpoint_versions, key, _endpoint_part(old), _endpoint_part(new))
             if new is None:
                 self.views.pop(key, None)
             else:
                 self.views[key] = new
-        for namespace in {ns for ns, _ in changed}:
-            self._touch(namespace)
         if changed:
+            self._touch()
             for listener in self.listeners:
                 listener(changed)
 
@@ -326,36 +343,93 @@ class ClusterIndex:
         )
 
     def _set_ptrs(self, key: Key, old: ServiceView | None, new: ServiceView | None) -> None:
-        """Replace one Service's entries in the reverse map: its ClusterIPs and endpoint addresses."""
+        """Replace one Service's entries in the reverse map: its ClusterIPs and endpoint addresses.
+        Every entry it touches gets a new value object, which is what invalidates replayed PTRs."""
+        touched: set[bytes] = set()
         if old is not None:
             for ip in _packed_all(old.cluster_ips):
                 if self.cluster_ip_ptr.get(ip) == key:
                     del self.cluster_ip_ptr[ip]
+                    touched.add(ip)
             for ip in _packed_all(old.endpoint_ips):
                 keys = tuple(k for k in self.endpoint_ptr.get(ip, ()) if k != key)
                 if keys:
                     self.endpoint_ptr[ip] = keys
                 else:
                     self.endpoint_ptr.pop(ip, None)
+                touched.add(ip)
+        if new is not None:
+            for ip in _packed_all(new.cluster_ips):
+                self.cluster_ip_ptr.setdefault(ip, key)
+                touched.add(ip)
+            for ip in _packed_all(new.endpoint_ips):
+                keys = self.endpoint_ptr.get(ip, ())
+                if key not in keys:
+                    self.endpoint_ptr[ip] = (*keys, key)
+                touched.add(ip)
+        for ip in touched:
+            listed = self.reverse_v4 if len(ip) == 4 else self.reverse_v6
+            has_ptr = ip in self.cluster_ip_ptr or ip in self.endpoint_ptr
+            if has_ptr and ip not in listed:
+                listed.add(ip)
+            elif not has_ptr and ip in listed:
+                listed.remove(ip)
+
+    def reverse_names_below(self, prefix: bytes, nibbles: int) -> list[bytes]:
+        """Addresses with a PTR whose first `nibbles` half-octets are those of `prefix` (a packed
+        address, 4 or 16 octets, zero beyond the prefix), in order; a bisection, then a scan of the
+        matches only as far as the caller reads."""
+        listed = self.reverse_v4 if len(prefix) == 4 else self.reverse_v6
+        whole, half = divmod(nibbles, 2)
+        head = prefix[:whole]
+        found: list[bytes] = []
+        for ip in listed.irange(minimum=prefix):
+            if ip[:whole] != head or (half and ip[whole] >> 4 != prefix[whole] >> 4):
+                break
+            found.append(ip)
+            if len(found) >= _REVERSE_SCAN:
+                break
+        return found
+
+    @staticmethod
+    def _version(versions: dict[Key, object], key: Key, old: object, new: object) -> None:
+        """A new version object for `key` when its part of the view changed; none once it is gone."""
         if new is None:
-            return
-        for ip in _packed_all(new.cluster_ips):
-            self.cluster_ip_ptr.setdefault(ip, key)
-        for ip in _packed_all(new.endpoint_ips):
-            keys = self.endpoint_ptr.get(ip, ())
-            if key not in keys:
-                self.endpoint_ptr[ip] = (*keys, key)
+            versions.pop(key, None)
+        elif new != old:
+            versions[key] = object()
 
-    def _bump(self, scope: str) -> None:
-        """Something in namespace `scope` changed: replies computed from it are stale."""
-        self.scope_gen[scope] = self.scope_gen.get(scope, 0) + 1
-        self.scope_gen[""] = self.scope_gen.get("", 0) + 1
+    def _changed(self) -> None:
+        """Anything changed: answers that read much of the index are stale."""
+        self.everything[""] = object()
 
-    def _touch(self, scope: str) -> None:
+    def _touch(self) -> None:
         """A DNS-relevant change (docs/dns-contract.md §15: the SOA serial is the time of the last one)."""
-        self._bump(scope)
+        self._changed()
         self.serial = int(self._clock())
 
 
 def _packed_all(ips: Iterable[str]) -> set[bytes]:
     return {p for p in map(packed_ip, ips) if p is not None}
+
+
+def _service_part(view: ServiceView | None) -> object:
+    """What the answers at a Service's own name (and its SRV names) read of its view."""
+    if view is None:
+        return None
+    return (
+        view.exists,
+        view.addresses,
+        view.cname,
+        view.srv_by_port,
+        view.srv_all,
+        view.cluster_ips,
+        view.endpoints,
+    )  # fmt: skip  (a headless Service's SRV glue: its endpoints' addresses)
+
+
+def _endpoint_part(view: ServiceView | None) -> object:
+    """What the answers at a Service's endpoint names read of its view."""
+    if view is None:
+        return None
+    return (view.endpoints, view.endpoint_names_digest)

@@ -80,6 +80,7 @@ class Service:
     headless: bool
     external_name: str  # "" unless type is ExternalName
     ports: tuple[ServicePort, ...]
+    publish_not_ready: bool = False  # spec.publishNotReadyAddresses (the reason text names it)
     # What the k8s_external plugin serves outside the cluster (CoreDNS's Service.ExternalIPs, kept
     # apart here): spec.externalIPs, and status.loadBalancer.ingress entries (an IP, else a hostname).
     external_ips: tuple[str, ...] = ()
@@ -112,6 +113,7 @@ class Service:
             headless=headless,
             external_name=str(spec.get("externalName") or "") if svc_type == "ExternalName" else "",
             ports=ports,
+            publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
             external_ips=tuple(_u(ip) for ip in spec.get("externalIPs") or () if ip),
             ingress=tuple(_u(a) for a in (i.get("ip") or i.get("hostname") for i in ingress) if a),
         )

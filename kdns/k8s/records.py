@@ -9,6 +9,7 @@ docs/dns-contract.md.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -30,10 +31,13 @@ class SrvRecord:
 
 @dataclass(frozen=True, slots=True)
 class Addresses:
-    """A and AAAA data of one name, deduplicated, in first-seen order."""
+    """A and AAAA data of one name, deduplicated, in first-seen order; also packed (the records'
+    RDATA, RFC 1035 §3.4.1, RFC 3596 §2.2), so answers are written without parsing an address."""
 
     v4: tuple[str, ...] = ()
     v6: tuple[str, ...] = ()
+    v4_packed: tuple[bytes, ...] = ()
+    v6_packed: tuple[bytes, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.v4 or self.v6)
@@ -69,8 +73,8 @@ class ServiceView:
 def packed_ip(ip: str) -> bytes | None:
     """Canonical form for comparing addresses (§3: compare parsed addresses, never strings)."""
     try:
-        return ipaddress.ip_address(ip).packed
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+    except (OSError, ValueError):
         return None
 
 
@@ -87,8 +91,12 @@ def _dedup(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def split_families(ips: Iterable[str]) -> Addresses:
-    ips = _dedup(ips)
-    return Addresses(tuple(ip for ip in ips if ":" not in ip), tuple(ip for ip in ips if ":" in ip))
+    unique = [(ip, packed_ip(ip)) for ip in _dedup(ips)]
+    v4 = [(ip, p) for ip, p in unique if p is not None and len(p) == 4]
+    v6 = [(ip, p) for ip, p in unique if p is not None and len(p) == 16]
+    return Addresses(
+        tuple(ip for ip, _ in v4), tuple(ip for ip, _ in v6), tuple(p for _, p in v4), tuple(p for _, p in v6)
+    )
 
 
 def _weight(candidates: int) -> int:

@@ -10,9 +10,11 @@ from typing import Any
 
 from dnslib import QTYPE, DNSRecord, EDNSOption
 
+from kdns.protocol.edns import EDE as EDE  # re-exported for the plugins
+from kdns.protocol.edns import ede as ede
+
 NSID = 3  # RFC 5001 §2.3
 SUBNET = 8  # RFC 7871 §6
-EDE = 15  # RFC 8914 §2
 # RFC 8914 §4 info codes used by kdns's plugins.
 EDE_BLOCKED = 15
 EDE_FILTERED = 17
@@ -46,8 +48,3 @@ def add_reply_option(message: DNSRecord, code: int, data: bytes) -> bool:
         return False
     opt.rdata.append(EDNSOption(code, data))
     return True
-
-
-def ede(info_code: int, extra_text: str = "") -> tuple[int, bytes]:
-    """An Extended DNS Error option (RFC 8914 §2): INFO-CODE, then optional UTF-8 EXTRA-TEXT."""
-    return EDE, info_code.to_bytes(2, "big") + extra_text.encode()

@@ -27,6 +27,9 @@ class Bind(Plugin):
     def __init__(self, hosts: tuple[str, ...]) -> None:
         self.hosts = hosts
 
+    def listen_hosts(self) -> tuple[str, ...]:
+        return self.hosts
+
 
 def resolve(d: Directive, words: Sequence[str], interfaces: Mapping[str, list[str]]) -> list[str]:
     """Addresses and interface names → addresses, in order (CoreDNS's listIP)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import socket
+from typing import ClassVar
 
 from dnslib import CLASS, QTYPE, RR, TXT
 
@@ -34,6 +35,7 @@ def _trim(text: str) -> bytes:
 
 class Chaos(Plugin):
     name = "chaos"
+    answers_other_classes: ClassVar[bool] = True
 
     def __init__(self, version: str, authors: tuple[str, ...], rng: random.Random | None = None) -> None:
         self.version = _trim(version)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from dnslib import RCODE
 
@@ -56,6 +57,7 @@ class Pattern:
 
 class Errors(Plugin):
     name = "errors"
+    reports_failures: ClassVar[bool] = True
 
     def __init__(self, patterns: list[Pattern], stacktrace: bool) -> None:
         self.patterns = patterns

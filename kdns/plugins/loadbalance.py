@@ -3,7 +3,8 @@
 As CoreDNS's round_robin policy: only NOERROR replies that are not zone transfers are touched; in
 each of ANSWER, AUTHORITY and ADDITIONAL, CNAMEs go first (glibc's stub resolver wants the chain
 before the addresses), then every other type in its original order, then the A/AAAA records
-shuffled, then the MX records shuffled.
+shuffled, then the MX records shuffled. A reply prepared in wire form (the kubernetes plugin's)
+already has that order; its runs of A/AAAA and MX records are shuffled as bytes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from kdns.corefile.model import Directive
-from kdns.plugin import Handler, Plugin, SetupContext
+from kdns.plugin import Handler, NowHandler, Plugin, SetupContext
 from kdns.plugins._args import expect_args
+from kdns.protocol.wire import shuffled, skip_name
 from kdns.request import Reply, Request
 
 _ADDRESS = (QTYPE.A, QTYPE.AAAA)
@@ -39,13 +41,19 @@ def round_robin(records: list[Any], rng: random.Random) -> list[Any]:
     return cname + rest + address + mx
 
 
-def shuffle_reply(message: DNSRecord, rng: random.Random) -> None:
-    """Reorder a reply's sections in place when CoreDNS would (NOERROR, not AXFR/IXFR)."""
+def shuffle_reply(message: DNSRecord, rng: random.Random) -> bool:
+    """Reorder a reply's sections in place when CoreDNS would (NOERROR, not AXFR/IXFR): True then."""
     if message.header.rcode != RCODE.NOERROR or (message.questions and message.q.qtype in _TRANSFERS):
-        return
+        return False
     message.rr = round_robin(message.rr, rng)
     message.auth = round_robin(message.auth, rng)
     message.ar = round_robin(message.ar, rng)
+    return True
+
+
+def _is_transfer(wire: bytes) -> bool:
+    """Is this the reply to an AXFR or IXFR (the question's QTYPE)?"""
+    return int.from_bytes(wire[skip_name(wire, 12) : skip_name(wire, 12) + 2], "big") in _TRANSFERS
 
 
 class LoadBalance(Plugin):
@@ -55,13 +63,25 @@ class LoadBalance(Plugin):
         self.rng = rng or random.Random()
 
     async def serve(self, request: Request, next_: Handler) -> Reply:
-        reply = await next_(request)
-        shuffle_reply(reply.message, self.rng)
+        return self._shuffle(await next_(request))
+
+    def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
+        reply = next_now(request)
+        return None if reply is None else self._shuffle(reply)
+
+    def _shuffle(self, reply: Reply) -> Reply:
+        """This reply shuffled, and marked so that the server's replays of it shuffle too (the
+        shuffle is a property of the reply's template, kdns.server.fastpath)."""
+        if reply.wire is not None:  # a prepared reply: its runs are moved as bytes, nothing re-packed
+            if not reply.rcode and not _is_transfer(reply.wire):
+                reply.wire = shuffled(reply.wire, self.rng)
+                reply.shuffle = True
+        elif shuffle_reply(reply.message, self.rng):
+            reply.shuffle = True
         return reply
 
     def transparent_for(self, qname: str) -> bool:
-        # The fast path shuffles cached A/AAAA answers itself (Dispatcher.answers.shuffle); the
-        # order of glue in the additional section stays as first cached.
+        # What it does to a reply, the server's replay of that reply does too (Reply.shuffle).
         return True
 
 

@@ -19,7 +19,7 @@ from dnslib import QTYPE, DNSError, DNSRecord
 
 from kdns.corefile.model import Directive
 from kdns.log import plugin_logger
-from kdns.plugin import Controller, Handler, Plugin, PluginError, SetupContext, find_plugin
+from kdns.plugin import Controller, Handler, Plugin, PluginError, SetupContext
 from kdns.plugins._args import expect_args
 from kdns.request import Reply, Request
 from kdns.tasks import cancel_and_wait
@@ -136,9 +136,9 @@ def setup(d: Directive, ctx: SetupContext) -> Plugin:
     if d.children:
         raise d.error("loop takes no block")
     first = ctx.block.addresses[0]
-    # The first address `bind` resolved (an interface name stands for its addresses); bind is set up
-    # before loop (plugin order), so it is among the block's plugins already.
-    hosts: tuple[str, ...] = getattr(find_plugin(ctx.block_plugins, "bind"), "hosts", ())
+    # The first address the block listens on (bind resolves interface names); bind is set up before
+    # loop (plugin order), so it is among the block's plugins already.
+    hosts = [h for p in ctx.block_plugins for h in p.listen_hosts()]
     host = hosts[0] if hosts else ""
     port = first.port if first.port is not None else ctx.dns_port
     return Loop(first.zone, host, port, ctx.controller, random.Random())

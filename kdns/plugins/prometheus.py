@@ -28,13 +28,12 @@ from kdns import metrics
 from kdns.chain import Chain
 from kdns.corefile.model import Corefile, Directive
 from kdns.metrics import HotCount, HotObservations
+from kdns.observe import FastStats, Outcome, Served, Traffic
 from kdns.plugin import Handler, Plugin, SetupContext
 from kdns.plugins import _http
 from kdns.plugins._args import expect_args
 from kdns.plugins._text import qtype_text, rcode_label
 from kdns.request import Reply, Request
-from kdns.server.dispatch import Dispatcher, FastInfo, Outcome
-from kdns.server.fastpath import FastStats
 
 DEFAULT_ADDRESS = "localhost:9153"
 PATH = "/metrics"
@@ -136,7 +135,7 @@ def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
     _response_size(r.server, zone, proto, len(outcome.wire or b""))
 
 
-def observe_fast(info: FastInfo, stats: FastStats) -> None:
+def observe_fast(info: Served, stats: FastStats) -> None:
     """Fast-path observer: the same series for replies served from cached bytes since the last
     harvest (never `dropped`: only chain answers are cached)."""
     if not _counts(info.chain):
@@ -180,26 +179,26 @@ def _response_sizes_of(server: str, zone: str, proto: str) -> HotObservations:
     return sizes
 
 
-def _describe(dispatchers: list[Dispatcher]) -> None:
+def _describe(listeners: list[Traffic]) -> None:
     """coredns_plugin_enabled for the configuration just applied (CoreDNS resets it on restart)."""
     metrics.PLUGIN_ENABLED.clear()
-    for dispatcher in dispatchers:
-        for zone, chain in dispatcher.routes.items():
+    for traffic in listeners:
+        for zone, chain in traffic.zones.items():
             if chain.find(Prometheus.name) is None:
                 continue
             for plugin in chain.plugins:
                 if plugin.in_query_path:
-                    metrics.PLUGIN_ENABLED.labels(dispatcher.label, zone, VIEW, plugin.name).set(1)
+                    metrics.PLUGIN_ENABLED.labels(traffic.label, zone, VIEW, plugin.name).set(1)
 
 
-# Dispatchers whose fast-path counts are collected before each scrape (a reload retires a
-# dispatcher after harvesting it one last time: kdns.server.runtime).
-_harvested: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+# Listeners whose fast-path counts are collected before each scrape (a reload retires a listener's
+# traffic after harvesting it one last time: kdns.server.runtime).
+_harvested: weakref.WeakSet[Traffic] = weakref.WeakSet()
 
 
 async def _serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
-    for dispatcher in list(_harvested):
-        dispatcher.harvest()
+    for traffic in list(_harvested):
+        traffic.harvest()
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -225,15 +224,14 @@ class Prometheus(Plugin):
         report(request, request.zone, rcode_label(reply.rcode), reply.plugin, time.perf_counter() - start)
         return reply
 
-    def attach_dispatcher(self, dispatcher: Dispatcher) -> None:
-        """Called by the runtime for each listener's dispatcher whenever a configuration is applied."""
-        if observe not in dispatcher.observers:
-            dispatcher.observers.append(observe)
-            dispatcher.fast_observers.append(observe_fast)
-            _harvested.add(dispatcher)
-        pending: list[Dispatcher] = self.shared.setdefault(_PENDING_KEY, [])
-        if dispatcher not in pending:
-            pending.append(dispatcher)
+    def observe(self, traffic: Traffic) -> None:
+        if observe not in traffic.observers:
+            traffic.observers.append(observe)
+            traffic.fast_observers.append(observe_fast)
+            _harvested.add(traffic)
+        pending: list[Traffic] = self.shared.setdefault(_PENDING_KEY, [])
+        if traffic not in pending:
+            pending.append(traffic)
 
     async def start(self) -> None:
         await _http.mount(self.shared, self.address, PATH, self, _serve_metrics)
@@ -251,7 +249,7 @@ def _watch_loads(ctx: SetupContext) -> None:
 
     def applied(ok: bool, corefile: Corefile | None) -> None:
         if ok:
-            pending: list[Dispatcher] = shared.setdefault(_PENDING_KEY, [])
+            pending: list[Traffic] = shared.setdefault(_PENDING_KEY, [])
             _describe(pending)
             pending.clear()
 

@@ -23,7 +23,12 @@ _RD, _CD = 0x0100, 0x0010
 def new_reply(query: Query, edns: Edns | None, rcode: int = RCODE.NOERROR, aa: bool = False) -> DNSRecord:
     """An empty reply to `query`: ID, opcode, RD and CD copied, question echoed, OPT mirrored."""
     header = DNSHeader(
-        id=query.id, qr=1, opcode=query.opcode, aa=int(aa), rd=int(bool(query.flags & _RD)), ra=0,
+        id=query.id,
+        qr=1,
+        opcode=query.opcode,
+        aa=int(aa),
+        rd=int(bool(query.flags & _RD)),
+        ra=0,
         rcode=rcode & 0xF,
     )
     header.cd = int(bool(query.flags & _CD))
@@ -74,7 +79,11 @@ def formerr_reply(query_id: int) -> bytes:
 
 def to_wire(reply: DNSRecord, edns: Edns | None, tcp: bool) -> bytes:
     """Pack `reply`, truncating with TC=1 when it does not fit the client's limit."""
-    wire = bytes(reply.pack())
+    return fit(bytes(reply.pack()), edns, tcp)
+
+
+def fit(wire: bytes, edns: Edns | None, tcp: bool) -> bytes:
+    """`wire` as sent to this client: cut with TC=1 when longer than it takes (RFC 1035 §4.2.1)."""
     limit = max_reply_size(edns, tcp)
     if len(wire) <= limit:
         return wire

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 from kdns.protocol import names
 from kdns.protocol.edns import MIN_UDP_SIZE, Edns
+from kdns.protocol.wire import HEADER, RR_FIXED, TYPE_OPT
 
-HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
-RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-TYPE_OPT = 41
 QR = 0x8000
 
 

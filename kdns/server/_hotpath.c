@@ -1,23 +1,26 @@
-/* The fast path's per-packet work in C: question key, template lookup, reply patching, and a UDP
- * drain loop over recvmmsg/sendmmsg that answers hits without entering the interpreter.
+/* The fast path's per-packet work in C: the template table (question key, lookup, validity, reply
+ * patching) and, beside it, a UDP drain loop over recvmmsg/sendmmsg that answers hits without
+ * entering the interpreter.
  *
  * Why C: measured on the bench machine (bench/README.md), CPython cannot move more than ~80k empty
- * UDP echoes per second per core (a blocking recvfrom/sendto loop; a DatagramProtocol does 41k), so
- * issue #4's 100k answers/s per core are out of reach with any per-packet Python. Everything that
- * decides *what* is reusable stays in Python (kdns/server/fastpath.py builds the templates from the
- * plugin chain's own replies); this file only replays them:
+ * UDP echoes per second per core, so answers at knotd's rate need per-packet work without Python.
+ * Everything that decides *what* is replayed stays in Python: kdns/server/fastpath.py builds each
+ * Template from the plugin chain's own reply bytes and says when it is valid; kdns/server/replay.py is
+ * the same table in pure Python (used when this extension is not built, and to prove both agree).
+ * This file only replays:
  *
  *   reply = query ID (2) | template flags | query RD+CD (RFC 1035 §4.1.1) | template counts (8)
  *         | the client's own question (its spelling: owner names point at it, RFC 1035 §4.1.4)
- *         | answer RRs (A/AAAA, shuffled for loadbalance) | the rest, SOA serial and TTLs patched.
+ *         | the template's parts: fixed bytes, and groups of records shuffled per reply
+ *           (loadbalance), with the SOA serial and, for replies with a lifetime, TTLs patched.
  *
- * An entry is valid while `source.scope_gen[scope] == generation` (kdns.request.Reuse) and, for
- * entries with a lifetime (the cache plugin's), while whole seconds since `stored` stay below `ttl`
- * (CoreDNS cache item.go: ttl - int(now - stored)); TTLs then count down in the reply. Entries that
- * keep the question's exact spelling replay only for queries spelled the same, and truncated replies
- * only to clients that take exactly as many bytes.
- * Every hit is counted per stats slot (Python maps slots to metric labels and harvests them on
- * scrape): requests per transport and family, duration, request and response size histograms.
+ * An entry is valid while each of its dependencies (mapping, key, expected) still holds: the dict
+ * `mapping` maps `key` to exactly the object `expected` (or has no `key` when expected is None).
+ * The index replaces those objects when the data behind an answer changes, so a check is one dict
+ * lookup and a pointer comparison. Entries with a lifetime (the cache's) also stop when whole
+ * seconds since `stored` reach it (CoreDNS cache item.go: ttl - int(now - stored)).
+ * Limits (batch size, buffer sizes, table size, group size) come from Python (kdns/server/limits.py)
+ * when the table is made: they are defined once, there.
  *
  * Runs only on the event loop thread, with the GIL held throughout: no locking is needed.
  */
@@ -27,20 +30,21 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#define BATCH 64            /* datagrams per recvmmsg/sendmmsg: one syscall pair per 64 queries */
-#define MAX_QUERY 4096      /* longest query read: the usual EDNS ceiling; longer ones are cut */
-#define MAX_FAST_REPLY 4096 /* larger UDP replies go through the chain (rare, and it copes) */
+/* Protocol facts, not tunables. */
+#define HEADER 12
 #define CLASSIC_UDP 512     /* RFC 1035 §4.2.1 */
 #define MIN_UDP 512         /* EDNS sizes below 512 are treated as 512 (RFC 6891 §6.2.3) */
 #define TCP_MAX 65535       /* RFC 1035 §4.2.2 length prefix */
 #define TYPE_OPT 41
 #define FLAGS_FROM_QUERY 0x0110 /* RD and CD */
 #define MAX_BOUNDS 32
+#define MAX_BATCH 1024
 
 /* ---- stats slots ----------------------------------------------------------------------------- */
 
@@ -58,37 +62,45 @@ typedef struct {
 /* ---- entries ------------------------------------------------------------------------------------ */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject *mapping; /* dict */
+    PyObject *key;
+    PyObject *expected; /* NULL: the key must be absent */
+} Dep;
+
+typedef struct {
+    PyObject_VAR_HEAD      /* ob_size: the number of deps */
     uint8_t head[10];      /* flags (RD/CD cleared) + the four counts */
-    PyObject *answers;     /* tuple of bytes: A/AAAA RRs loadbalance may shuffle */
-    PyObject *after;       /* bytes: the rest of the message */
-    Py_ssize_t length;     /* of answers + after */
-    int serial_at;         /* offset of the SOA serial in `after`, or -1 */
-    PyObject *source;      /* has scope_gen (dict) and serial (int); None: no scope check */
-    PyObject *scope;       /* str */
-    long long generation;
-    double stored;         /* monotonic seconds; used when ttl >= 0 */
-    long ttl;              /* lifetime in seconds, or -1: none (no countdown) */
-    Py_ssize_t *ttl_at;    /* offsets of TTL fields in `after` to patch with the remaining lifetime */
+    PyObject *parts;       /* bytes, or a tuple of bytes and tuples of bytes (groups) */
+    Py_ssize_t length;     /* of all parts */
+    Py_ssize_t serial_at;  /* offset of the SOA serial in the parts, or -1 */
+    PyObject *serial_source; /* has .serial; NULL when serial_at < 0 */
+    double stored;         /* monotonic seconds; used when lifetime >= 0 */
+    long lifetime;         /* seconds, or -1: none (no countdown) */
+    Py_ssize_t *ttl_at;    /* offsets of TTL fields outside groups, patched with the remaining lifetime */
     Py_ssize_t n_ttl;
-    PyObject *question;    /* bytes: replay only for this exact spelling; NULL: any spelling */
+    PyObject *spelling;    /* bytes: replay only for this exact question; NULL: any spelling */
     Py_ssize_t only_limit; /* a truncated reply: replay only to clients with this limit; 0: any */
     int slot;
+    Dep deps[];
 } Entry;
 
 static void Entry_dealloc(Entry *e) {
-    Py_XDECREF(e->answers);
-    Py_XDECREF(e->after);
-    Py_XDECREF(e->source);
-    Py_XDECREF(e->scope);
-    Py_XDECREF(e->question);
+    for (Py_ssize_t i = 0; i < Py_SIZE(e); i++) {
+        Py_XDECREF(e->deps[i].mapping);
+        Py_XDECREF(e->deps[i].key);
+        Py_XDECREF(e->deps[i].expected);
+    }
+    Py_XDECREF(e->parts);
+    Py_XDECREF(e->serial_source);
+    Py_XDECREF(e->spelling);
     PyMem_Free(e->ttl_at);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
 static PyTypeObject EntryType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kdns.server._hotpath.Entry",
-    .tp_basicsize = sizeof(Entry),
+    .tp_basicsize = offsetof(Entry, deps),
+    .tp_itemsize = sizeof(Dep),
     .tp_dealloc = (destructor)Entry_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One reply template (built by kdns.server.fastpath).",
@@ -100,7 +112,10 @@ typedef struct {
     PyObject_HEAD
     PyObject *entries; /* dict: key bytes -> Entry */
     Py_ssize_t max_entries;
-    int shuffle;
+    Py_ssize_t max_group;
+    int batch;
+    Py_ssize_t max_query;
+    Py_ssize_t max_reply; /* largest UDP reply the drain writes itself */
     uint64_t rng;
     double time_bounds[MAX_BOUNDS];
     int n_time;
@@ -108,12 +123,11 @@ typedef struct {
     int n_size;
     Stats *stats;
     int n_stats;
-    /* drain buffers, allocated once */
-    uint8_t (*in)[MAX_QUERY];
-    uint8_t (*out)[MAX_FAST_REPLY];
+    uint8_t *in;  /* batch × max_query */
+    uint8_t *out; /* batch × max_reply */
 } Table;
 
-static PyObject *str_scope_gen, *str_serial;
+static PyObject *str_serial;
 
 static double monotonic(void) {
     struct timespec ts;
@@ -142,23 +156,42 @@ static int read_bounds(PyObject *seq, double *out, int *n) {
     return 0;
 }
 
-static int Table_init(Table *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"time_bounds", "size_bounds", "max_entries", "shuffle", NULL};
-    PyObject *time_bounds, *size_bounds;
-    Py_ssize_t max_entries;
-    int shuffle = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOn|p", names, &time_bounds, &size_bounds, &max_entries,
-                                     &shuffle))
+/* An integer attribute of `obj` within [lo, hi]. */
+static int int_attr(PyObject *obj, const char *name, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t *out) {
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (v == NULL) return -1;
+    Py_ssize_t n = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    if (n < lo || n > hi) {
+        PyErr_Format(PyExc_ValueError, "%s must be in %zd..%zd, not %zd", name, lo, hi, n);
         return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int Table_init(Table *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"limits", "time_bounds", "size_bounds", NULL};
+    PyObject *limits, *time_bounds, *size_bounds;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", names, &limits, &time_bounds, &size_bounds)) return -1;
+    Py_ssize_t batch;
+    if (int_attr(limits, "max_entries", 1, PY_SSIZE_T_MAX, &self->max_entries) < 0 ||
+        int_attr(limits, "max_group", 1, 4096, &self->max_group) < 0 ||
+        int_attr(limits, "batch", 1, MAX_BATCH, &batch) < 0 ||
+        int_attr(limits, "max_query", HEADER, TCP_MAX, &self->max_query) < 0 ||
+        int_attr(limits, "max_udp_reply", CLASSIC_UDP, TCP_MAX, &self->max_reply) < 0)
+        return -1;
+    self->batch = (int)batch;
     if (read_bounds(time_bounds, self->time_bounds, &self->n_time) < 0) return -1;
     if (read_bounds(size_bounds, self->size_bounds, &self->n_size) < 0) return -1;
-    self->max_entries = max_entries;
-    self->shuffle = shuffle;
     self->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)self ^ (uint64_t)(monotonic() * 1e9);
     Py_XSETREF(self->entries, PyDict_New());
     if (self->entries == NULL) return -1;
-    if (self->in == NULL) self->in = PyMem_Malloc(sizeof(*self->in) * BATCH);
-    if (self->out == NULL) self->out = PyMem_Malloc(sizeof(*self->out) * BATCH);
+    PyMem_Free(self->in);
+    PyMem_Free(self->out);
+    self->in = PyMem_Malloc((size_t)self->batch * (size_t)self->max_query);
+    self->out = PyMem_Malloc((size_t)self->batch * (size_t)self->max_reply);
     if (self->in == NULL || self->out == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -184,18 +217,22 @@ typedef struct {
 
 static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-/* A plain query we might answer from a template: one question, no answers or authority, at most an
- * OPT of version 0 that ends the packet, opcode QUERY, not a response. Anything else → 0. */
+/* A plain query we might answer from a template: one question whose name is labels only (no
+ * pointer: a question has nothing before it to point at), no answers or authority, at most an OPT
+ * of version 0 owned by the root that ends the packet, opcode QUERY, not a response. Anything else
+ * → 0, and the chain decides. */
 static int parse_question(const uint8_t *d, Py_ssize_t n, int tcp, Question *q) {
-    if (n < 17) return 0;
+    if (n < HEADER + 5) return 0;
     uint16_t flags = be16(d + 2);
     uint16_t qd = be16(d + 4), an = be16(d + 6), ns = be16(d + 8), ar = be16(d + 10);
     if ((flags & 0xF800) || qd != 1 || an || ns || ar > 1) return 0;
-    /* The name ends at its first zero byte; a zero inside a label ends it early, but then the key
-     * matches no stored key (those come from well-formed questions) and the query simply misses. */
-    const uint8_t *z = memchr(d + 12, 0, (size_t)(n - 12));
-    if (z == NULL) return 0;
-    Py_ssize_t end = (z - d) + 5;
+    Py_ssize_t i = HEADER;
+    while (i < n && d[i] != 0) {
+        if (d[i] > 63) return 0; /* a pointer or an extended label type */
+        i += d[i] + 1;
+    }
+    if (i >= n || i - HEADER + 1 > 255) return 0; /* RFC 1035 §2.3.4 */
+    Py_ssize_t end = i + 5;
     if (end > n) return 0;
     uint8_t shape = (uint8_t)(((flags & 0x0020) ? 4 : 0) | ((flags & 0x0010) ? 8 : 0));
     Py_ssize_t limit = tcp ? TCP_MAX : CLASSIC_UDP;
@@ -218,12 +255,12 @@ static int parse_question(const uint8_t *d, Py_ssize_t n, int tcp, Question *q) 
 
 /* Lower-cased qname + QTYPE + QCLASS, then the shape byte: the table's key. */
 static PyObject *make_key(const uint8_t *d, const Question *q) {
-    Py_ssize_t len = q->question_end - 12;
+    Py_ssize_t len = q->question_end - HEADER;
     PyObject *key = PyBytes_FromStringAndSize(NULL, len + 1);
     if (key == NULL) return NULL;
     uint8_t *k = (uint8_t *)PyBytes_AS_STRING(key);
     for (Py_ssize_t i = 0; i < len; i++) {
-        uint8_t c = d[12 + i];
+        uint8_t c = d[HEADER + i];
         k[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
     }
     k[len] = q->shape;
@@ -246,31 +283,39 @@ static void put32(uint8_t *p, uint32_t v) {
     p[3] = (uint8_t)v;
 }
 
-/* Is `e` still valid? Fills *serial (when the template has an SOA) and *remaining (when it has a
- * lifetime). 0: stale (dropped from the table), -1: a Python error, 1: valid. */
-static int check_entry(Table *t, PyObject *key, Entry *e, double now, unsigned long *serial, long *remaining) {
-    if (e->source != Py_None) {
-        PyObject *gens = PyObject_GetAttr(e->source, str_scope_gen);
-        if (gens == NULL) return -1;
-        PyObject *g = PyDict_GetItemWithError(gens, e->scope);
-        long long current = 0;
-        if (g != NULL) current = PyLong_AsLongLong(g);
-        Py_DECREF(gens);
-        if (PyErr_Occurred()) return -1;
-        if (current != e->generation) {
+/* Offset of the TTL in a record whose owner name starts it: past the name, TYPE and CLASS; -1 when
+ * the owner does not end inside the record (checked at store, so replays never see -1). */
+static Py_ssize_t rr_ttl_offset(const uint8_t *rr, Py_ssize_t len) {
+    Py_ssize_t i = 0;
+    while (i < len) {
+        if (rr[i] == 0) return i + 1 + 4 + 4 <= len ? i + 1 + 4 : -1;
+        if ((rr[i] & 0xC0) == 0xC0) return i + 2 + 4 + 4 <= len ? i + 2 + 4 : -1;
+        i += rr[i] + 1;
+    }
+    return -1;
+}
+
+/* Is `e` still valid? Fills *serial (when it patches one) and *remaining (when it has a lifetime).
+ * 0: stale (dropped from the table), -1: a Python error, 1: valid. */
+static int check_entry(Table *t, PyObject *key, Entry *e, unsigned long *serial, long *remaining) {
+    for (Py_ssize_t i = 0; i < Py_SIZE(e); i++) {
+        Dep *dep = &e->deps[i];
+        PyObject *current = PyDict_GetItemWithError(dep->mapping, dep->key); /* borrowed */
+        if (current == NULL && PyErr_Occurred()) return -1;
+        if (current != dep->expected) {
             if (PyDict_DelItem(t->entries, key) < 0) return -1;
             return 0;
         }
-        if (e->serial_at >= 0) {
-            PyObject *s = PyObject_GetAttr(e->source, str_serial);
-            if (s == NULL) return -1;
-            *serial = PyLong_AsUnsignedLongMask(s);
-            Py_DECREF(s);
-            if (PyErr_Occurred()) return -1;
-        }
     }
-    if (e->ttl >= 0) {
-        *remaining = e->ttl - (long)(now - e->stored);
+    if (e->serial_source != NULL) {
+        PyObject *s = PyObject_GetAttr(e->serial_source, str_serial);
+        if (s == NULL) return -1;
+        *serial = PyLong_AsUnsignedLongMask(s);
+        Py_DECREF(s);
+        if (PyErr_Occurred()) return -1;
+    }
+    if (e->lifetime >= 0) {
+        *remaining = e->lifetime - (long)(monotonic() - e->stored);
         if (*remaining <= 0) { /* expired: the plugin decides (serve_stale, refresh) */
             if (PyDict_DelItem(t->entries, key) < 0) return -1;
             return 0;
@@ -299,6 +344,27 @@ static void count_hit(Table *t, int slot, int tcp, int ipv6, Py_ssize_t request,
     s->response_sum[tcp] += (double)response;
 }
 
+/* Copy one group, shuffled (Fisher-Yates), patching each record's TTL when counting down. */
+static uint8_t *write_group(Table *t, uint8_t *p, PyObject *group, long remaining, int count_down) {
+    Py_ssize_t n = PyTuple_GET_SIZE(group);
+    Py_ssize_t order[4096];
+    for (Py_ssize_t i = 0; i < n; i++) order[i] = i;
+    for (Py_ssize_t i = n - 1; i > 0; i--) {
+        Py_ssize_t j = (Py_ssize_t)(next_random(t) % (uint64_t)(i + 1));
+        Py_ssize_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *rr = PyTuple_GET_ITEM(group, order[i]);
+        Py_ssize_t len = PyBytes_GET_SIZE(rr);
+        memcpy(p, PyBytes_AS_STRING(rr), (size_t)len);
+        if (count_down) put32(p + rr_ttl_offset(p, len), (uint32_t)remaining);
+        p += len;
+    }
+    return p;
+}
+
 /* Write the reply to `data` into `out` (capacity `cap`). Returns its length, 0 for a miss (no entry,
  * stale, or larger than the client takes or `cap`), -1 on a Python error. *slot gets the stats slot. */
 static Py_ssize_t build_reply(Table *t, const uint8_t *data, Py_ssize_t n, int tcp, uint8_t *out,
@@ -316,46 +382,40 @@ static Py_ssize_t build_reply(Table *t, const uint8_t *data, Py_ssize_t n, int t
     unsigned long serial = 0;
     long remaining = 0;
     Py_ssize_t total = 0;
-    int valid = check_entry(t, key, e, e->ttl >= 0 ? monotonic() : 0.0, &serial, &remaining);
+    int valid = check_entry(t, key, e, &serial, &remaining);
     Py_DECREF(key);
     if (valid <= 0) goto done;
     total = q.question_end + e->length;
     if (total > q.limit || total > cap || (e->only_limit && e->only_limit != q.limit) ||
-        (e->question != NULL && memcmp(PyBytes_AS_STRING(e->question), data + 12, (size_t)(q.question_end - 12)))) {
+        (e->spelling != NULL &&
+         memcmp(PyBytes_AS_STRING(e->spelling), data + HEADER, (size_t)(q.question_end - HEADER)))) {
         total = 0;
         goto done;
     }
-    uint8_t *p = out;
     uint16_t flags = (uint16_t)(be16(e->head) | (be16(data + 2) & FLAGS_FROM_QUERY));
-    memcpy(p, data, 2);
-    p[2] = (uint8_t)(flags >> 8);
-    p[3] = (uint8_t)flags;
-    memcpy(p + 4, e->head + 2, 8);
-    memcpy(p + 12, data + 12, (size_t)(q.question_end - 12));
-    p += q.question_end;
-    Py_ssize_t n_answers = PyTuple_GET_SIZE(e->answers);
-    Py_ssize_t order[256];
-    if (n_answers > 256) n_answers = 256; /* fastpath.py never stores more (it checks) */
-    for (Py_ssize_t i = 0; i < n_answers; i++) order[i] = i;
-    if (t->shuffle && n_answers > 1) { /* Fisher-Yates */
-        for (Py_ssize_t i = n_answers - 1; i > 0; i--) {
-            Py_ssize_t j = (Py_ssize_t)(next_random(t) % (uint64_t)(i + 1));
-            Py_ssize_t tmp = order[i];
-            order[i] = order[j];
-            order[j] = tmp;
+    memcpy(out, data, 2);
+    out[2] = (uint8_t)(flags >> 8);
+    out[3] = (uint8_t)flags;
+    memcpy(out + 4, e->head + 2, 8);
+    memcpy(out + HEADER, data + HEADER, (size_t)(q.question_end - HEADER));
+    uint8_t *body = out + q.question_end;
+    if (PyBytes_Check(e->parts)) {
+        memcpy(body, PyBytes_AS_STRING(e->parts), (size_t)e->length);
+    } else {
+        uint8_t *p = body;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(e->parts); i++) {
+            PyObject *part = PyTuple_GET_ITEM(e->parts, i);
+            if (PyBytes_Check(part)) {
+                Py_ssize_t len = PyBytes_GET_SIZE(part);
+                memcpy(p, PyBytes_AS_STRING(part), (size_t)len);
+                p += len;
+            } else {
+                p = write_group(t, p, part, remaining, e->lifetime >= 0);
+            }
         }
     }
-    for (Py_ssize_t i = 0; i < n_answers; i++) {
-        PyObject *rr = PyTuple_GET_ITEM(e->answers, order[i]);
-        Py_ssize_t len = PyBytes_GET_SIZE(rr);
-        memcpy(p, PyBytes_AS_STRING(rr), (size_t)len);
-        if (e->ttl >= 0) put32(p + 6, (uint32_t)remaining); /* owner is a 2-byte pointer */
-        p += len;
-    }
-    Py_ssize_t after_len = PyBytes_GET_SIZE(e->after);
-    memcpy(p, PyBytes_AS_STRING(e->after), (size_t)after_len);
-    if (e->serial_at >= 0) put32(p + e->serial_at, (uint32_t)serial);
-    for (Py_ssize_t i = 0; i < e->n_ttl; i++) put32(p + e->ttl_at[i], (uint32_t)remaining);
+    if (e->serial_at >= 0) put32(body + e->serial_at, (uint32_t)serial);
+    for (Py_ssize_t i = 0; i < e->n_ttl; i++) put32(body + e->ttl_at[i], (uint32_t)remaining);
     *slot = e->slot;
 done:
     Py_DECREF(e);
@@ -373,7 +433,7 @@ static PyObject *Table_answer(Table *t, PyObject *args) {
         PyBuffer_Release(&data);
         return PyErr_NoMemory();
     }
-    Py_ssize_t len = build_reply(t, data.buf, data.len, tcp, out, TCP_MAX, &slot);
+    Py_ssize_t len = build_reply(t, data.buf, data.len, tcp, out, tcp ? TCP_MAX : t->max_reply, &slot);
     PyObject *result = NULL;
     if (len > 0) {
         count_hit(t, slot, tcp, ipv6, data.len, len, monotonic() - start);
@@ -384,105 +444,6 @@ static PyObject *Table_answer(Table *t, PyObject *args) {
     PyMem_Free(out);
     PyBuffer_Release(&data);
     return result;
-}
-
-/* ---- the UDP drain loop ---------------------------------------------------------------------------- */
-
-static int is_ipv6_client(const struct sockaddr_storage *a) {
-    if (a->ss_family != AF_INET6) return 0;
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a;
-    return !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
-}
-
-/* The address as socket.recvfrom returns it: (host, port) or (host, port, flowinfo, scope_id). */
-static PyObject *address_tuple(const struct sockaddr_storage *a) {
-    char host[INET6_ADDRSTRLEN];
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)a;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
-    }
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a;
-    inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-    return Py_BuildValue("(siII)", host, ntohs(s6->sin6_port), ntohl(s6->sin6_flowinfo), s6->sin6_scope_id);
-}
-
-static void send_all(int fd, struct mmsghdr *msgs, unsigned int count) {
-    unsigned int sent = 0;
-    while (sent < count) {
-        int r = sendmmsg(fd, msgs + sent, count - sent, MSG_DONTWAIT);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            /* A full send buffer or an unreachable client: drop this one, as any UDP server would. */
-            sent++;
-            continue;
-        }
-        sent += (unsigned int)r;
-    }
-}
-
-static PyObject *Table_drain(Table *t, PyObject *args) {
-    int fd, answer_hits, rounds;
-    if (!PyArg_ParseTuple(args, "ipi", &fd, &answer_hits, &rounds)) return NULL;
-    PyObject *misses = PyList_New(0);
-    if (misses == NULL) return NULL;
-    struct mmsghdr in_msgs[BATCH], out_msgs[BATCH];
-    struct iovec in_iov[BATCH], out_iov[BATCH];
-    struct sockaddr_storage addrs[BATCH];
-    for (int round = 0; round < rounds; round++) {
-        for (int i = 0; i < BATCH; i++) {
-            in_iov[i].iov_base = t->in[i];
-            in_iov[i].iov_len = MAX_QUERY;
-            memset(&in_msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-            in_msgs[i].msg_hdr.msg_iov = &in_iov[i];
-            in_msgs[i].msg_hdr.msg_iovlen = 1;
-            in_msgs[i].msg_hdr.msg_name = &addrs[i];
-            in_msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
-        }
-        int got = recvmmsg(fd, in_msgs, BATCH, MSG_DONTWAIT, NULL);
-        if (got < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            if (errno == EINTR) continue;
-            /* e.g. a queued ICMP error for an earlier reply (ECONNREFUSED): keep serving */
-            continue;
-        }
-        unsigned int replies = 0;
-        for (int i = 0; i < got; i++) {
-            const uint8_t *data = t->in[i];
-            Py_ssize_t len = (Py_ssize_t)in_msgs[i].msg_len;
-            if (answer_hits) {
-                double start = monotonic();
-                int slot = -1;
-                Py_ssize_t out_len = build_reply(t, data, len, 0, t->out[replies], MAX_FAST_REPLY, &slot);
-                if (out_len < 0) goto error;
-                if (out_len > 0) {
-                    count_hit(t, slot, 0, is_ipv6_client(&addrs[i]), len, out_len, monotonic() - start);
-                    out_iov[replies].iov_base = t->out[replies];
-                    out_iov[replies].iov_len = (size_t)out_len;
-                    memset(&out_msgs[replies].msg_hdr, 0, sizeof(struct msghdr));
-                    out_msgs[replies].msg_hdr.msg_iov = &out_iov[replies];
-                    out_msgs[replies].msg_hdr.msg_iovlen = 1;
-                    out_msgs[replies].msg_hdr.msg_name = &addrs[i];
-                    out_msgs[replies].msg_hdr.msg_namelen = in_msgs[i].msg_hdr.msg_namelen;
-                    replies++;
-                    continue;
-                }
-            }
-            PyObject *addr = address_tuple(&addrs[i]);
-            PyObject *item = addr ? Py_BuildValue("(y#N)", (const char *)data, len, addr) : NULL;
-            if (item == NULL || PyList_Append(misses, item) < 0) {
-                Py_XDECREF(item);
-                goto error;
-            }
-            Py_DECREF(item);
-        }
-        if (replies) send_all(fd, out_msgs, replies);
-        if (got < BATCH) break;
-    }
-    return misses;
-error:
-    Py_DECREF(misses);
-    return NULL;
 }
 
 /* ---- storing, stats, housekeeping ----------------------------------------------------------------- */
@@ -511,87 +472,141 @@ static int ensure_slot(Table *t, int slot) {
     return 0;
 }
 
-static PyObject *Table_store(Table *t, PyObject *args, PyObject *kw) {
-    static char *names[] = {"key", "head", "answers", "after", "serial_at", "source", "scope",
-                            "generation", "slot", "stored", "ttl", "ttl_at", "question", "only_limit", NULL};
-    PyObject *key, *answers, *after, *source, *scope, *ttl_at = NULL, *question = NULL;
-    Py_buffer head;
-    int serial_at, slot;
-    long long generation;
-    double stored = 0.0;
-    long ttl = -1;
-    Py_ssize_t only_limit = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Sy*O!SiOULi|dlOOn", names, &key, &head, &PyTuple_Type,
-                                     &answers, &after, &serial_at, &source, &scope, &generation, &slot, &stored,
-                                     &ttl, &ttl_at, &question, &only_limit))
-        return NULL;
-    if (question == Py_None) question = NULL;
-    if (head.len != 10 || slot < 0 || PyTuple_GET_SIZE(answers) > 256 ||
-        (question != NULL && (!PyBytes_Check(question) || PyBytes_GET_SIZE(question) != PyBytes_GET_SIZE(key) - 1))) {
-        PyBuffer_Release(&head);
-        PyErr_SetString(PyExc_ValueError,
-                        "head must be 10 bytes, slot >= 0, at most 256 answers, question as long as the key");
-        return NULL;
+/* The length of a template's parts, checking their shape: bytes, or a tuple of bytes and groups
+ * (tuples of 2..max_group records, each with an owner that ends inside it). -1 with an exception. */
+static Py_ssize_t parts_length(Table *t, PyObject *parts) {
+    if (PyBytes_Check(parts)) return PyBytes_GET_SIZE(parts);
+    if (!PyTuple_Check(parts)) {
+        PyErr_SetString(PyExc_TypeError, "parts must be bytes or a tuple");
+        return -1;
     }
-    Py_ssize_t length = PyBytes_GET_SIZE(after);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(answers); i++) {
-        PyObject *rr = PyTuple_GET_ITEM(answers, i);
-        if (!PyBytes_Check(rr) || PyBytes_GET_SIZE(rr) < 16) {
-            PyBuffer_Release(&head);
-            PyErr_SetString(PyExc_ValueError, "answers must be resource records as bytes");
-            return NULL;
+    Py_ssize_t length = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(parts); i++) {
+        PyObject *part = PyTuple_GET_ITEM(parts, i);
+        if (PyBytes_Check(part)) {
+            length += PyBytes_GET_SIZE(part);
+            continue;
         }
-        length += PyBytes_GET_SIZE(rr);
+        if (!PyTuple_Check(part) || PyTuple_GET_SIZE(part) < 2 || PyTuple_GET_SIZE(part) > t->max_group) {
+            PyErr_Format(PyExc_ValueError, "a group is a tuple of 2..%zd records", t->max_group);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(part); j++) {
+            PyObject *rr = PyTuple_GET_ITEM(part, j);
+            if (!PyBytes_Check(rr) || rr_ttl_offset((const uint8_t *)PyBytes_AS_STRING(rr), PyBytes_GET_SIZE(rr)) < 0) {
+                PyErr_SetString(PyExc_ValueError, "a group holds resource records as bytes");
+                return -1;
+            }
+            length += PyBytes_GET_SIZE(rr);
+        }
     }
-    if ((serial_at >= 0 && serial_at > PyBytes_GET_SIZE(after) - 4) || ensure_slot(t, slot) < 0) {
-        PyBuffer_Release(&head);
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "serial_at is outside the template");
-        return NULL;
+    return length;
+}
+
+static int read_offsets(PyObject *seq, Py_ssize_t limit, Py_ssize_t **out, Py_ssize_t *n) {
+    PyObject *fast = PySequence_Fast(seq, "ttl_at must be a sequence of offsets");
+    if (fast == NULL) return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
+    *out = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(len ? len : 1));
+    if (*out == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
     }
-    Entry *e = PyObject_New(Entry, &EntryType);
-    if (e == NULL) {
-        PyBuffer_Release(&head);
-        return NULL;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
+        if (at == -1 && PyErr_Occurred()) break;
+        if (at < 0 || at > limit - 4) {
+            PyErr_SetString(PyExc_ValueError, "a TTL offset is outside the template");
+            break;
+        }
+        (*out)[i] = at;
+        *n = i + 1;
     }
-    memcpy(e->head, head.buf, 10);
-    PyBuffer_Release(&head);
-    e->answers = Py_NewRef(answers);
-    e->after = Py_NewRef(after);
-    e->length = length;
-    e->serial_at = serial_at;
-    e->source = Py_NewRef(source);
-    e->scope = Py_NewRef(scope);
-    e->generation = generation;
-    e->stored = stored;
-    e->ttl = ttl;
+    Py_DECREF(fast);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* An attribute read for store(); a new reference, NULL with an exception. */
+static PyObject *attr(PyObject *obj, const char *name) { return PyObject_GetAttrString(obj, name); }
+
+static PyObject *Table_store(Table *t, PyObject *args) {
+    PyObject *key, *tpl;
+    if (!PyArg_ParseTuple(args, "SO", &key, &tpl)) return NULL;
+    PyObject *head = NULL, *parts = NULL, *deps = NULL, *source = NULL, *ttl_at = NULL, *spelling = NULL;
+    PyObject *stored = NULL;
+    Entry *e = NULL;
+    Py_ssize_t serial_at, lifetime, only_limit, slot;
+    if ((head = attr(tpl, "head")) == NULL || (parts = attr(tpl, "parts")) == NULL ||
+        (deps = attr(tpl, "deps")) == NULL || (source = attr(tpl, "serial_source")) == NULL ||
+        (ttl_at = attr(tpl, "ttl_at")) == NULL || (spelling = attr(tpl, "spelling")) == NULL ||
+        (stored = attr(tpl, "stored")) == NULL || int_attr(tpl, "serial_at", -1, TCP_MAX, &serial_at) < 0 ||
+        int_attr(tpl, "lifetime", -1, LONG_MAX, &lifetime) < 0 ||
+        int_attr(tpl, "only_limit", 0, TCP_MAX, &only_limit) < 0 || int_attr(tpl, "slot", 0, 1 << 20, &slot) < 0)
+        goto fail;
+    if (!PyBytes_Check(head) || PyBytes_GET_SIZE(head) != 10 || !PyTuple_Check(deps) ||
+        (spelling != Py_None &&
+         (!PyBytes_Check(spelling) || PyBytes_GET_SIZE(spelling) != PyBytes_GET_SIZE(key) - 1))) {
+        PyErr_SetString(PyExc_ValueError, "head must be 10 bytes, deps a tuple, spelling as long as the key");
+        goto fail;
+    }
+    Py_ssize_t length = parts_length(t, parts);
+    if (length < 0) goto fail;
+    if ((serial_at >= 0 && (serial_at > length - 4 || source == Py_None)) || ensure_slot(t, (int)slot) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "serial_at needs a source and a place");
+        goto fail;
+    }
+    Py_ssize_t n_deps = PyTuple_GET_SIZE(deps);
+    e = PyObject_NewVar(Entry, &EntryType, n_deps);
+    if (e == NULL) goto fail;
+    memset(e->deps, 0, sizeof(Dep) * (size_t)n_deps);
+    e->parts = NULL;
+    e->serial_source = NULL;
+    e->spelling = NULL;
     e->ttl_at = NULL;
     e->n_ttl = 0;
-    e->question = Py_XNewRef(question);
-    e->only_limit = only_limit;
-    e->slot = slot;
-    if (ttl_at != NULL && ttl_at != Py_None) {
-        PyObject *fast = PySequence_Fast(ttl_at, "ttl_at must be a sequence of offsets");
-        if (fast == NULL) goto fail;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-        e->ttl_at = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
-        for (Py_ssize_t i = 0; e->ttl_at != NULL && i < n; i++) {
-            Py_ssize_t at = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
-            if ((at < 0 || at > PyBytes_GET_SIZE(after) - 4) && !PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a TTL offset is outside the template");
-            if (PyErr_Occurred()) break;
-            e->ttl_at[i] = at;
-            e->n_ttl = i + 1;
+    for (Py_ssize_t i = 0; i < n_deps; i++) {
+        PyObject *dep = PyTuple_GET_ITEM(deps, i);
+        if (!PyTuple_Check(dep) || PyTuple_GET_SIZE(dep) != 3 || !PyDict_Check(PyTuple_GET_ITEM(dep, 0))) {
+            PyErr_SetString(PyExc_ValueError, "a dependency is (dict, key, expected)");
+            goto fail;
         }
-        Py_DECREF(fast);
-        if (e->ttl_at == NULL) PyErr_NoMemory();
-        if (PyErr_Occurred()) goto fail;
+        PyObject *expected = PyTuple_GET_ITEM(dep, 2);
+        e->deps[i].mapping = Py_NewRef(PyTuple_GET_ITEM(dep, 0));
+        e->deps[i].key = Py_NewRef(PyTuple_GET_ITEM(dep, 1));
+        e->deps[i].expected = expected == Py_None ? NULL : Py_NewRef(expected);
     }
+    memcpy(e->head, PyBytes_AS_STRING(head), 10);
+    e->parts = Py_NewRef(parts);
+    e->length = length;
+    e->serial_at = serial_at;
+    e->serial_source = serial_at >= 0 ? Py_NewRef(source) : NULL;
+    e->stored = PyFloat_AsDouble(stored);
+    e->lifetime = (long)lifetime;
+    e->spelling = spelling == Py_None ? NULL : Py_NewRef(spelling);
+    e->only_limit = only_limit;
+    e->slot = (int)slot;
+    if (PyErr_Occurred() || read_offsets(ttl_at, length, &e->ttl_at, &e->n_ttl) < 0) goto fail;
     if (PyDict_GET_SIZE(t->entries) >= t->max_entries) PyDict_Clear(t->entries); /* refills on demand */
     if (PyDict_SetItem(t->entries, key, (PyObject *)e) < 0) goto fail;
     Py_DECREF(e);
+    Py_DECREF(head);
+    Py_DECREF(parts);
+    Py_DECREF(deps);
+    Py_DECREF(source);
+    Py_DECREF(ttl_at);
+    Py_DECREF(spelling);
+    Py_DECREF(stored);
     Py_RETURN_NONE;
 fail:
-    Py_DECREF(e);
+    Py_XDECREF(e);
+    Py_XDECREF(head);
+    Py_XDECREF(parts);
+    Py_XDECREF(deps);
+    Py_XDECREF(source);
+    Py_XDECREF(ttl_at);
+    Py_XDECREF(spelling);
+    Py_XDECREF(stored);
     return NULL;
 }
 
@@ -644,35 +659,15 @@ static PyObject *Table_clear(Table *t, PyObject *Py_UNUSED(ignored)) {
 
 static Py_ssize_t Table_len(Table *t) { return PyDict_GET_SIZE(t->entries); }
 
-static PyObject *Table_get_shuffle(Table *t, void *Py_UNUSED(c)) { return PyBool_FromLong(t->shuffle); }
-
-static int Table_set_shuffle(Table *t, PyObject *v, void *Py_UNUSED(c)) {
-    int on = v ? PyObject_IsTrue(v) : 0;
-    if (on < 0) return -1;
-    t->shuffle = on;
-    return 0;
-}
-
 static PyMethodDef Table_methods[] = {
     {"key", (PyCFunction)Table_key, METH_VARARGS,
      "key(data, tcp) -> bytes | None: the table key of a plain query, None for anything unusual."},
     {"answer", (PyCFunction)Table_answer, METH_VARARGS,
      "answer(data, tcp, ipv6) -> bytes | None: the reply from a valid template (counted), else None."},
-    {"drain", (PyCFunction)Table_drain, METH_VARARGS,
-     "drain(fd, answer_hits, rounds) -> [(data, address)]: reads a non-blocking UDP socket until it is "
-     "empty or `rounds` batches were read, answers hits itself, returns the rest."},
-    {"store", (PyCFunction)(void (*)(void))Table_store, METH_VARARGS | METH_KEYWORDS,
-     "store(key, head, answers, after, serial_at, source, scope, generation, slot[, stored, ttl, ttl_at, "
-     "question, only_limit])"},
+    {"store", (PyCFunction)Table_store, METH_VARARGS, "store(key, template): see kdns.server.fastpath.Template."},
     {"harvest", (PyCFunction)Table_harvest, METH_NOARGS, "Counts per stats slot since the last harvest."},
     {"clear", (PyCFunction)Table_clear, METH_NOARGS, "Forget every template."},
     {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Table_getset[] = {
-    {"shuffle", (getter)Table_get_shuffle, (setter)Table_set_shuffle, "shuffle A/AAAA answers (loadbalance)",
-     NULL},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PySequenceMethods Table_as_sequence = {.sq_length = (lenfunc)Table_len};
@@ -684,24 +679,150 @@ static PyTypeObject TableType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Question -> reply template, replayed in C (see kdns/server/fastpath.py).",
     .tp_methods = Table_methods,
-    .tp_getset = Table_getset,
     .tp_as_sequence = &Table_as_sequence,
     .tp_init = (initproc)Table_init,
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- the UDP drain loop, beside the table ---------------------------------------------------------- */
+
+static int is_ipv6_client(const struct sockaddr_storage *a) {
+    if (a->ss_family != AF_INET6) return 0;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a;
+    return !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
+}
+
+/* The address as socket.recvfrom returns it: (host, port) or (host, port, flowinfo, scope_id). */
+static PyObject *address_tuple(const struct sockaddr_storage *a) {
+    char host[INET6_ADDRSTRLEN];
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)a;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
+    }
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a;
+    inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+    return Py_BuildValue("(siII)", host, ntohs(s6->sin6_port), ntohl(s6->sin6_flowinfo), s6->sin6_scope_id);
+}
+
+static void send_all(int fd, struct mmsghdr *msgs, unsigned int count) {
+    unsigned int sent = 0;
+    while (sent < count) {
+        int r = sendmmsg(fd, msgs + sent, count - sent, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            /* A full send buffer or an unreachable client: drop this one, as any UDP server would. */
+            sent++;
+            continue;
+        }
+        sent += (unsigned int)r;
+    }
+}
+
+/* Answer one datagram from the table, asking `prepare` once on a miss (it may store a template).
+ * Returns the reply length (0: not answered here), -1 on a Python error. */
+static Py_ssize_t answer_datagram(Table *t, const uint8_t *data, Py_ssize_t len, uint8_t *out, int *slot,
+                                  PyObject *prepare) {
+    Py_ssize_t out_len = build_reply(t, data, len, 0, out, t->max_reply, slot);
+    if (out_len != 0 || prepare == Py_None) return out_len;
+    Question q;
+    if (!parse_question(data, len, 0, &q)) return 0;
+    PyObject *arg = PyBytes_FromStringAndSize((const char *)data, len);
+    if (arg == NULL) return -1;
+    PyObject *stored = PyObject_CallOneArg(prepare, arg);
+    Py_DECREF(arg);
+    if (stored == NULL) return -1;
+    int again = PyObject_IsTrue(stored);
+    Py_DECREF(stored);
+    if (again < 0) return -1;
+    return again ? build_reply(t, data, len, 0, out, t->max_reply, slot) : 0;
+}
+
+static PyObject *drain(PyObject *Py_UNUSED(module), PyObject *args) {
+    Table *t;
+    int fd, answer_hits, rounds;
+    PyObject *prepare;
+    if (!PyArg_ParseTuple(args, "O!ipiO", &TableType, &t, &fd, &answer_hits, &rounds, &prepare)) return NULL;
+    PyObject *misses = PyList_New(0);
+    if (misses == NULL) return NULL;
+    int batch = t->batch;
+    struct mmsghdr in_msgs[MAX_BATCH], out_msgs[MAX_BATCH];
+    struct iovec in_iov[MAX_BATCH], out_iov[MAX_BATCH];
+    struct sockaddr_storage addrs[MAX_BATCH];
+    for (int round = 0; round < rounds; round++) {
+        for (int i = 0; i < batch; i++) {
+            in_iov[i].iov_base = t->in + (size_t)i * (size_t)t->max_query;
+            in_iov[i].iov_len = (size_t)t->max_query;
+            memset(&in_msgs[i].msg_hdr, 0, sizeof(struct msghdr));
+            in_msgs[i].msg_hdr.msg_iov = &in_iov[i];
+            in_msgs[i].msg_hdr.msg_iovlen = 1;
+            in_msgs[i].msg_hdr.msg_name = &addrs[i];
+            in_msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+        }
+        int got = recvmmsg(fd, in_msgs, (unsigned int)batch, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            /* EINTR, or a queued ICMP error for an earlier reply (ECONNREFUSED): keep serving */
+            continue;
+        }
+        unsigned int replies = 0;
+        for (int i = 0; i < got; i++) {
+            const uint8_t *data = in_iov[i].iov_base;
+            Py_ssize_t len = (Py_ssize_t)in_msgs[i].msg_len;
+            if (answer_hits) {
+                double start = monotonic();
+                int slot = -1;
+                uint8_t *out = t->out + (size_t)replies * (size_t)t->max_reply;
+                Py_ssize_t out_len = answer_datagram(t, data, len, out, &slot, prepare);
+                if (out_len < 0) goto error;
+                if (out_len > 0) {
+                    count_hit(t, slot, 0, is_ipv6_client(&addrs[i]), len, out_len, monotonic() - start);
+                    out_iov[replies].iov_base = out;
+                    out_iov[replies].iov_len = (size_t)out_len;
+                    memset(&out_msgs[replies].msg_hdr, 0, sizeof(struct msghdr));
+                    out_msgs[replies].msg_hdr.msg_iov = &out_iov[replies];
+                    out_msgs[replies].msg_hdr.msg_iovlen = 1;
+                    out_msgs[replies].msg_hdr.msg_name = &addrs[i];
+                    out_msgs[replies].msg_hdr.msg_namelen = in_msgs[i].msg_hdr.msg_namelen;
+                    replies++;
+                    continue;
+                }
+            }
+            PyObject *addr = address_tuple(&addrs[i]);
+            PyObject *item = addr ? Py_BuildValue("(y#N)", (const char *)data, len, addr) : NULL;
+            if (item == NULL || PyList_Append(misses, item) < 0) {
+                Py_XDECREF(item);
+                goto error;
+            }
+            Py_DECREF(item);
+        }
+        if (replies) send_all(fd, out_msgs, replies);
+        if (got < batch) break;
+    }
+    return misses;
+error:
+    Py_DECREF(misses);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"drain", (PyCFunction)drain, METH_VARARGS,
+     "drain(table, fd, answer_hits, rounds, prepare) -> [(data, address)]: reads a non-blocking UDP socket "
+     "until it is empty or `rounds` batches were read, answers what the table holds (asking prepare(data) "
+     "once per miss, which may store a template), returns the rest."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "kdns.server._hotpath",
-                                    "The fast path's per-packet work in C.", -1, NULL};
+                                    "The fast path's per-packet work in C.", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__hotpath(void) {
     if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&TableType) < 0) return NULL;
-    str_scope_gen = PyUnicode_InternFromString("scope_gen");
     str_serial = PyUnicode_InternFromString("serial");
-    if (str_scope_gen == NULL || str_serial == NULL) return NULL;
+    if (str_serial == NULL) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Table", (PyObject *)&TableType) < 0 ||
-        PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 || PyModule_AddIntConstant(m, "MAX_QUERY", MAX_QUERY) < 0) {
+    if (PyModule_AddObjectRef(m, "Table", (PyObject *)&TableType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

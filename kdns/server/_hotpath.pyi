@@ -1,41 +1,18 @@
-"""Types of the C extension kdns/server/_hotpath.c."""
+"""Types of the C extension kdns/server/_hotpath.c (kdns/server/replay.py implements the same)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-BATCH: int
-MAX_QUERY: int
+from kdns.server.limits import Limits
 
 class Table:
-    shuffle: bool
     def __init__(
-        self,
-        time_bounds: Sequence[float],
-        size_bounds: Sequence[float],
-        max_entries: int,
-        shuffle: bool = ...,
+        self, limits: Limits, time_bounds: Sequence[float], size_bounds: Sequence[float]
     ) -> None: ...
     def __len__(self) -> int: ...
     def key(self, data: bytes, tcp: bool, /) -> bytes | None: ...
     def answer(self, data: bytes, tcp: bool, ipv6: bool, /) -> bytes | None: ...
-    def drain(self, fd: int, answer_hits: bool, rounds: int, /) -> list[tuple[bytes, Any]]: ...
-    def store(
-        self,
-        key: bytes,
-        head: bytes,
-        answers: tuple[bytes, ...],
-        after: bytes,
-        serial_at: int,
-        source: object,
-        scope: str,
-        generation: int,
-        slot: int,
-        stored: float = ...,
-        ttl: int = ...,
-        ttl_at: Sequence[int] = ...,
-        question: bytes | None = ...,
-        only_limit: int = ...,
-    ) -> None: ...
+    def store(self, key: bytes, template: Any, /) -> None: ...
     def harvest(
         self,
     ) -> list[
@@ -49,3 +26,7 @@ class Table:
         ]
     ]: ...
     def clear(self) -> None: ...
+
+def drain(
+    table: Table, fd: int, answer_hits: bool, rounds: int, prepare: Callable[[bytes], bool] | None, /
+) -> list[tuple[bytes, Any]]: ...

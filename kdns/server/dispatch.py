@@ -1,109 +1,100 @@
-"""From query bytes to reply bytes for one listener: validation, zone routing, the plugin chain.
+"""From query bytes to reply bytes for one listener: validation, zone routing, the plugin chains.
+
+Three ways a query is answered, fastest first:
+1. replayed from a template (kdns.server.fastpath; per packet in C);
+2. `prepare`: the chain answers without awaiting (Plugin.serve_now) — a cluster name asked for the
+   first time since its data changed — and the reply becomes a template, replayed at once;
+3. `handle`: the whole chain, awaited (upstreams, plugins that edit replies, anything unusual).
 
 Server-level answers follow CoreDNS (docs/dns-contract.md §17): REFUSED for non-IN classes (unless
 a plugin on the listener answers them), zone transfers and names no server block serves; BADVERS for
 EDNS version > 0 (RFC 6891 §6.1.3); FORMERR for packets that do not parse (RFC 1035 §4.1.1);
-SERVFAIL when a plugin fails or nothing answers.
-A packet that cannot be answered never escapes as an exception: listeners must outlive it.
+SERVFAIL when a plugin fails or nothing answers. A packet that cannot be answered never escapes as
+an exception: listeners must outlive it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dnslib import CLASS, OPCODE, QTYPE, RCODE
 
-from kdns.chain import Chain
-from kdns.log import core_logger, plugin_logger
+from kdns.chain import Chain, Routes
+from kdns.log import core_logger
+from kdns.observe import FastObserver, Observer, Outcome, Served
 from kdns.protocol.edns import max_reply_size
-from kdns.protocol.message import BADVERS, formerr_reply, new_reply, to_wire
-from kdns.protocol.names import zone_matches
+from kdns.protocol.message import BADVERS, fit, formerr_reply, new_reply, to_wire
 from kdns.protocol.query import Dropped, FormatError
-from kdns.request import Countable, Reply, Request
+from kdns.request import Reply, Request
 from kdns.server import fastpath
 
-_errors_log = plugin_logger("errors")
 _log = core_logger()
 _REFUSED_QTYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
-# Queries of other classes than IN are REFUSED unless a plugin on the listener may answer them:
-# CoreDNS opens them to the whole chain when a block has one of these (core/dnsserver/server.go,
-# EnableChaos). Then the chain sees them like any query (chaos answers CH TXT, forward passes them on).
-_OTHER_CLASS_PLUGINS = ("chaos", "forward")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one packet, for observers such as the prometheus plugin."""
-
-    request: Request | None  # None when the packet never became a request (dropped)
-    reply: Reply | None
-    wire: bytes | None
-    chain: Chain | None = None  # the server block that answered; None: the server itself did
-
-
-Observer = Callable[[Outcome, str, tuple[str, int]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class FastInfo:
-    """What fast-path observers learn of a reply served from cached bytes."""
-
-    server: str  # the listener label ("dns://:53")
-    zone: str  # the server block zone that answered
-    qtype: int
-    rcode: int
-    plugin: str
-    do: bool
-    chain: Chain
-    counters: tuple[Countable, ...]  # the author's own counters, bumped per reply (Reuse.counters)
-
-
-# What the fast path served since the last harvest, per kind of reply (kdns.server.fastpath).
-FastObserver = Callable[[FastInfo, fastpath.FastStats], None]
+_NO_CLIENT = ("", 0)  # prepare's requests: a template's reply must not depend on who asked
 
 
 class Dispatcher:
     """Routes each query of one listener to the server block with the longest matching zone."""
 
-    def __init__(self, label: str, chains: Sequence[Chain]) -> None:
+    def __init__(self, label: str, chains: Sequence[Chain], native: bool = fastpath.NATIVE) -> None:
         self.label = label
-        self._routes: dict[str, Chain] = {}
-        for chain in chains:
-            for zone in chain.zones:
-                self._routes.setdefault(zone, chain)
-        self._zones = tuple(self._routes)
-        self._other_classes = any(c.find(p) is not None for c in chains for p in _OTHER_CLASS_PLUGINS)
+        self.routes = Routes(chains)
         self.observers: list[Observer] = []
-        # Replies the fast path serves bypass `observers`; an observer that must see every reply
-        # registers here too, and is given their counts at each `harvest`. The fast path stays off
-        # while any observer has not.
         self.fast_observers: list[FastObserver] = []
-        self.answers: fastpath.AnswerCache[FastInfo] = fastpath.AnswerCache(
-            shuffle=any(c.find("loadbalance") for c in chains)
-        )
+        self.answers: fastpath.AnswerCache[Served] = fastpath.AnswerCache(native=native)
 
     @property
-    def routes(self) -> Mapping[str, Chain]:
+    def zones(self) -> Mapping[str, Chain]:
         """Zone → the chain serving it, read-only (prometheus describes the configuration from it)."""
-        return MappingProxyType(self._routes)
-
-    def route(self, qname_lower: str) -> tuple[str, Chain] | None:
-        zone = zone_matches(qname_lower, self._zones)
-        return None if zone is None else (zone, self._routes[zone])
+        return self.routes.zones
 
     @property
     def fast_path_on(self) -> bool:
+        """Replays bypass `observers`: the fast path is off while one of them cannot count them."""
         return len(self.fast_observers) == len(self.observers)
 
     def fast_reply(self, data: bytes, proto: str, client: tuple[str, int]) -> bytes | None:
-        """The reply from cached bytes when this exact question was answered reusably before, else
-        None (then `handle` answers). Synchronous on purpose: no task, no object per query. (UDP
-        listeners use `answers.drain`, which does the same for a whole batch of datagrams.)"""
+        """The reply from a template, preparing one first when the chain can answer without awaiting;
+        None when `handle` must answer. Synchronous on purpose: no task per query. (UDP listeners use
+        `drain`, which does the same for a whole batch of datagrams.)"""
         if not self.fast_path_on:
             return None
-        return self.answers.answer(data, proto == "tcp", ":" in client[0])
+        tcp, ipv6 = proto == "tcp", ":" in client[0]
+        reply = self.answers.answer(data, tcp, ipv6)
+        if reply is None and self.prepare(data, tcp):
+            reply = self.answers.answer(data, tcp, ipv6)
+        return reply
+
+    def drain(self, fd: int, rounds: int) -> list[tuple[bytes, Any]]:
+        """Read a UDP socket until it is empty, answering from templates (prepared on a miss when
+        possible); returns the datagrams left for `handle`, with their addresses."""
+        on = self.fast_path_on
+        return self.answers.drain(fd, on, rounds, self.prepare if on else None)
+
+    def prepare(self, data: bytes, tcp: bool = False) -> bool:
+        """Store a template for this query when the chain answers it without awaiting and the reply
+        may be replayed; True when one was stored (the table then answers). Never raises: whatever
+        goes wrong here, `handle` answers (and reports) instead."""
+        try:
+            key = self.answers.key(data, tcp)
+            if key is None:
+                return False
+            request = Request.from_wire(data, "tcp" if tcp else "udp", _NO_CLIENT, self.label)
+            if request.qtype not in fastpath.REPLAYED_QTYPES or self._server_rcode(request) is not None:
+                return False
+            routed = self.routes.match(request.qname_lower)
+            if routed is None:
+                return False
+            request.zone, chain = routed
+            reply = chain.answer_now(request)
+            if reply is None or reply.dropped or reply.reuse is None:
+                return False
+            out = self._finish(request, reply, chain, observe=False)
+            return self._remember(key, request, reply, chain, out)
+        except Exception:
+            _log.debug("preparing a template failed; the chain answers", exc_info=True)
+            return False
 
     def harvest(self) -> None:
         """Hand what the fast path served since the last call to the fast observers (before a
@@ -134,36 +125,35 @@ class Dispatcher:
         if reply.dropped:  # a plugin chose silence (acl's drop): no bytes, nothing to replay
             return None
         out = self._finish(request, reply, chain)
-        if (
-            reply.reuse is not None
-            and chain is not None
-            and request.qtype in fastpath.REPLAYED_QTYPES
-            and self._reusable_through(chain, request, reply.plugin)
-        ):
+        if reply.reuse is not None and chain is not None and request.qtype in fastpath.REPLAYED_QTYPES:
             key = self.answers.key(wire, proto == "tcp")
             if key is not None:
-                info = FastInfo(
-                    request.server,
-                    request.zone,
-                    request.qtype,
-                    reply.rcode,
-                    reply.plugin,
-                    request.do,
-                    chain,
-                    reply.reuse.counters,
-                )
-                self.answers.store(key, out, reply.reuse, info, max_reply_size(request.edns, proto == "tcp"))
+                self._remember(key, request, reply, chain, out)
         return out
 
-    @staticmethod
-    def _reusable_through(chain: Chain, request: Request, author: str) -> bool:
-        """Would every plugin in front of the reply's author have let it through unchanged?"""
-        for plugin in chain.plugins:
-            if plugin.name == author:
-                return True
-            if plugin.in_query_path and not plugin.transparent_for(request.qname_lower):
-                return False
-        return False
+    def _remember(self, key: bytes, request: Request, reply: Reply, chain: Chain, out: bytes) -> bool:
+        """Keep `out`, the reply to `request`, as a template when the chain lets it be replayed."""
+        assert reply.reuse is not None
+        if not chain.reusable(request, reply.plugin):
+            return False
+        info = Served(
+            request.server, request.zone, request.qtype, reply.rcode, reply.plugin, request.do, chain,
+            reply.reuse.counters,
+        )  # fmt: skip
+        limit = max_reply_size(request.edns, request.proto == "tcp")
+        return self.answers.store(key, out, reply.reuse, reply.shuffle, info, limit)
+
+    def _server_rcode(self, request: Request) -> int | None:
+        """The rcode the server answers by itself, before any chain; None: a chain answers."""
+        if request.edns is not None and request.edns.version > 0:
+            return BADVERS
+        if request.query.opcode != OPCODE.QUERY:
+            return int(RCODE.NOTIMP)
+        if request.qtype in _REFUSED_QTYPES or (
+            request.qclass != CLASS.IN and not self.routes.answers_other_classes
+        ):
+            return int(RCODE.REFUSED)
+        return None
 
     @staticmethod
     def _server_reply(request: Request, rcode: int) -> Reply:
@@ -172,39 +162,38 @@ class Dispatcher:
 
     async def _answer(self, request: Request) -> tuple[Reply, Chain | None]:
         """The reply, and the chain that produced it (None when the server answered by itself)."""
-        if request.edns is not None and request.edns.version > 0:
-            return self._server_reply(request, BADVERS), None
-        if request.query.opcode != OPCODE.QUERY:
-            return self._server_reply(request, RCODE.NOTIMP), None
-        if (request.qclass != CLASS.IN and not self._other_classes) or request.qtype in _REFUSED_QTYPES:
-            return self._server_reply(request, RCODE.REFUSED), None
-        routed = self.route(request.qname_lower)
+        rcode = self._server_rcode(request)
+        if rcode is not None:
+            return self._server_reply(request, rcode), None
+        routed = self.routes.match(request.qname_lower)
         if routed is None:
             return self._server_reply(request, RCODE.REFUSED), None
         request.zone, chain = routed
-        try:
-            return await chain.handler(request), chain
-        except FormatError:
-            raise
-        except Exception as e:  # a plugin failure is a SERVFAIL for this query, never a dead listener
-            if chain.find("errors") is None:
-                _errors_log.debug("%d %s %s: %s", RCODE.SERVFAIL, request.qname, QTYPE.get(request.qtype), e)
-            return self._server_reply(request, RCODE.SERVFAIL), chain
+        return await chain.answer(request), chain
 
     def _finish(
-        self, request: Request, reply: Reply, chain: Chain | None = None, counted: bool = True
+        self,
+        request: Request,
+        reply: Reply,
+        chain: Chain | None = None,
+        counted: bool = True,
+        observe: bool = True,
     ) -> bytes:
-        """The reply's bytes, truncated to what the client takes; observers told. `counted` False:
-        the packet never became a request to observers (no question, or several)."""
+        """The reply's bytes, truncated to what the client takes; observers told (unless the reply
+        is about to be replayed, which counts it). `counted` False: the packet never became a request
+        to observers (no question, or several)."""
         tcp = request.proto == "tcp"
         try:
-            wire = to_wire(reply.message, request.edns, tcp)
+            if reply.wire is not None:
+                wire = fit(reply.wire, request.edns, tcp)
+            else:
+                wire = to_wire(reply.message, request.edns, tcp)
         except Exception as e:  # a plugin built a reply that cannot be packed (a name over 255 octets…)
             _log.error("cannot pack the reply of plugin/%s (%s): answering SERVFAIL", reply.plugin or "-", e)
             reply = Reply(new_reply(request.query, request.edns, RCODE.SERVFAIL), reply.plugin)
             wire = to_wire(reply.message, request.edns, tcp)
-        if self.observers:
+        if observe and self.observers:
             outcome = Outcome(request if counted else None, reply, wire, chain)
-            for observe in self.observers:
-                observe(outcome, request.proto, request.client)
+            for observer in self.observers:
+                observer(outcome, request.proto, request.client)
         return wire

@@ -65,7 +65,7 @@ class _UdpServer:
     def _drain(self) -> None:
         dispatcher = self.slot.dispatcher
         try:
-            misses = dispatcher.answers.drain(self.sock.fileno(), dispatcher.fast_path_on, UDP_ROUNDS)
+            misses = dispatcher.drain(self.sock.fileno(), UDP_ROUNDS)
         except Exception:  # a bug in the fast path must not stop the listener: the chain answers
             _log.exception("fast path failed; these datagrams are lost")
             return

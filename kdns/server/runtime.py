@@ -18,10 +18,10 @@ from typing import Any
 
 from dnslib import DNSQuestion, DNSRecord
 
+from kdns.chain import ListenKey, Planner, ServerPlan
 from kdns.corefile import Corefile, CorefileError, parse_file
 from kdns.log import core_logger
 from kdns.plugin import Plugin, ReloadObserver
-from kdns.server.build import ListenKey, ServerPlan, build_plan
 from kdns.server.dispatch import Dispatcher
 from kdns.server.listeners import DispatcherSlot, Listener
 
@@ -31,8 +31,9 @@ _log = core_logger()
 class Runtime:
     """Owns the current configuration and the listeners; implements plugin.Controller."""
 
-    def __init__(self, config_path: str, dns_port: int = 53) -> None:
+    def __init__(self, config_path: str, planner: Planner, dns_port: int = 53) -> None:
         self.config_path = config_path
+        self._planner = planner  # Corefile → plugins (kdns.plan.build_plan): the server imports no plugin
         self.dns_port = dns_port
         self.shared: dict[str, Any] = {}
         self.corefile: Corefile | None = None
@@ -69,14 +70,14 @@ class Runtime:
 
     def serves(self, qname: str) -> bool:
         listener = next(iter(self.listeners.values()))
-        return listener.slot.dispatcher.route(qname) is not None
+        return listener.slot.dispatcher.routes.match(qname) is not None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self, corefile: Corefile) -> None:
         """Everything is ready, logged and counted before the first socket opens, so whoever sees
         the port open (a probe, a test) sees a finished start-up."""
-        plan = build_plan(corefile, self, self.shared, self.dns_port)
+        plan = self._planner(corefile, self, self.shared, self.dns_port)
         await self._start_plugins(plan)
         self.corefile, self.plan = corefile, plan
         for key, chains in plan.listeners.items():
@@ -103,7 +104,7 @@ class Runtime:
                 return True
             _log.info("Reloading")
             try:
-                plan = build_plan(corefile, self, self.shared, self.dns_port)
+                plan = self._planner(corefile, self, self.shared, self.dns_port)
             except CorefileError as e:
                 self._reload_failed(str(e))
                 return False
@@ -164,10 +165,8 @@ class Runtime:
     def _notify_new_dispatchers(self) -> None:
         """Let plugins that observe traffic (prometheus) attach to the dispatchers now in use."""
         for plugin in self.plugins():
-            attach = getattr(plugin, "attach_dispatcher", None)
-            if attach is not None:
-                for listener in self.listeners.values():
-                    attach(listener.slot.dispatcher)
+            for listener in self.listeners.values():
+                plugin.observe(listener.slot.dispatcher)
 
     async def _start_plugins(self, plan: ServerPlan) -> None:
         """Start every plugin of `plan`; meanwhile `plugins()` reports them, so /ready answers for

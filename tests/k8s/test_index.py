@@ -222,18 +222,63 @@ def test_the_new_slice_decides_readiness_after_a_hand_over() -> None:
     assert headless_ips(idx) == ("10.0.0.2",)  # moved, and not ready any more: the new slice decides
 
 
-def test_serial_and_generation_follow_dns_changes_only() -> None:
+def versions(idx: ClusterIndex) -> tuple[object, ...]:
+    """Every version object of the index, for identity comparisons."""
+    return (
+        dict(idx.namespace_versions),
+        dict(idx.service_versions),
+        dict(idx.endpoint_versions),
+        idx.everything[""],
+    )
+
+
+def test_serial_and_versions_follow_dns_changes_only() -> None:
     clock = FakeClock()
     idx = index_with(o.namespace("default"), o.service("a", ips=["10.96.0.1"]), clock=clock)
-    serial, gen = idx.serial, dict(idx.scope_gen)
+    serial, before = idx.serial, versions(idx)
     clock.now += 100
     put(idx, o.service("a", ips=["10.96.0.1"]))  # no DNS-visible change
-    assert (idx.serial, idx.scope_gen) == (serial, gen)
+    assert idx.serial == serial and _same(versions(idx), before)
     put(idx, o.namespace("other"))  # namespaces never bump the serial (docs/dns-contract.md §15)
-    assert idx.serial == serial and idx.scope_gen["other"] == 1 and idx.scope_gen[""] == gen[""] + 1
+    assert idx.serial == serial and "other" in idx.namespace_versions
+    assert idx.namespace_versions["default"] is before[0]["default"]  # type: ignore[index]
+    service_a = idx.service_versions[("default", "a")]
     put(idx, o.service("a", ips=["10.96.0.9"]))
     assert idx.serial == int(clock.now)
-    assert idx.scope_gen["default"] == gen["default"] + 1 and idx.scope_gen["other"] == 1
+    assert idx.service_versions[("default", "a")] is not service_a
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """The same version objects (not merely equal ones)."""
+    return all(
+        (x.keys() == y.keys() and all(x[k] is y[k] for k in x)) if isinstance(x, dict) else x is y  # type: ignore[attr-defined]
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_a_clusterip_slice_update_replaces_endpoint_versions_only() -> None:
+    """A rescheduled Pod behind a ClusterIP Service: its A/AAAA/SRV answers stay (same service
+    version), its endpoint names do not; a new or deleted Service replaces the version of its name."""
+    idx = index_with(o.namespace("default"), o.service("web", ips=["10.96.0.1"]),
+                     o.endpoint_slice("web-1", "web", endpoints=[o.endpoint("10.0.0.1")]))  # fmt: skip
+    key = ("default", "web")
+    service, endpoints = idx.service_versions[key], idx.endpoint_versions[key]
+    put(idx, o.endpoint_slice("web-1", "web", endpoints=[o.endpoint("10.0.0.2")]))
+    assert idx.service_versions[key] is service and idx.endpoint_versions[key] is not endpoints
+    assert ("default", "new") not in idx.service_versions
+    put(idx, o.service("new", ips=["10.96.0.2"]))
+    assert ("default", "new") in idx.service_versions
+    idx.delete(Kind.SERVICE, ("default", "new"))
+    assert ("default", "new") not in idx.service_versions
+
+
+def test_a_headless_change_replaces_its_service_version() -> None:
+    first = o.endpoint_slice("db-1", "db", endpoints=[o.endpoint("10.0.0.1", hostname="db-0")])
+    idx = index_with(o.namespace("default"), o.headless("db"), first)
+    key = ("default", "db")
+    service = idx.service_versions[key]
+    put(idx, o.endpoint_slice("db-1", "db", endpoints=[o.endpoint("10.0.0.2", hostname="db-0")]))
+    assert idx.service_versions[key] is not service
 
 
 def test_service_delete_drops_view_ptrs_and_ghosts() -> None:
@@ -249,13 +294,13 @@ def test_service_delete_drops_view_ptrs_and_ghosts() -> None:
     assert idx.view("default", "hl") is None
 
 
-def test_a_renamed_endpoint_of_a_clusterip_service_changes_its_scope() -> None:
+def test_a_renamed_endpoint_of_a_clusterip_service_changes_its_version() -> None:
     """ClusterIP views keep no endpoint names; a name change alone must still invalidate answers."""
     idx = ClusterIndex(ViewOptions(endpoint_pod_names=True))
     for kind, objs in ((Kind.NAMESPACE, [o.namespace("default")]), (Kind.SERVICE, [o.service("web")])):
         idx.replace(kind, [parse_object(kind, obj) for obj in objs])
     put(idx, o.endpoint_slice("web-1", "web", endpoints=[o.endpoint("10.0.0.1", pod="web-old")]))
-    before = idx.scope_gen["default"]
+    before = idx.endpoint_versions[("default", "web")]
     put(idx, o.endpoint_slice("web-1", "web", endpoints=[o.endpoint("10.0.0.1", pod="web-new")]))  # IP reused
-    assert idx.scope_gen["default"] == before + 1
+    assert idx.endpoint_versions[("default", "web")] is not before
     assert set(idx.endpoints_of(("default", "web"))) == {"web-new"}

@@ -241,9 +241,8 @@ async def test_names_outside_the_cache_zones_pass_through() -> None:
 
 
 class _Index:
-    """A stand-in for ClusterIndex (kdns.request.Scoped)."""
+    """A stand-in for ClusterIndex (kdns.request.Serial)."""
 
-    scope_gen: dict[str, int] = {"default": 1}
     serial = 1
 
 
@@ -259,11 +258,12 @@ async def test_kind_config_is_transparent_for_cluster_names() -> None:
     assert not Cache(parse(d("30", children=(opt("disable", "success", "cluster.local"),)), (".",))
                      ).transparent_for("web.default.svc.cluster.local.")
     assert Cache(parse(d("example.org"), (".",))).transparent_for("web.default.svc.cluster.local.")
-    reuse = Reuse(_Index(), "default", 1)
+    versions = {"default": object()}
+    reuse = Reuse(deps=((versions, "default", versions["default"]),), serial_source=_Index())
 
     async def kubernetes(request: Request) -> Reply:
         msg = request.reply(aa=True)
-        msg.add_answer(RR(request.qname, QTYPE.A, ttl=30, rdata=A("10.96.0.20")))
+        msg.add_answer(RR(request.owner, QTYPE.A, ttl=30, rdata=A("10.96.0.20")))
         return Reply(msg, "kubernetes", reuse)
 
     reply = await cache.serve(_request("web.default.svc.cluster.local"), kubernetes)

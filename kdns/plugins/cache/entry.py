@@ -38,8 +38,16 @@ class Entry:
     @classmethod
     def from_reply(cls, msg: DNSRecord, ttl: int, now: float) -> Entry:
         h = msg.header
-        return cls(rcode=h.rcode, ra=bool(h.ra), ad=bool(h.ad), answer=list(msg.rr), authority=list(msg.auth),
-                   additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT], ttl=ttl, stored=now)
+        return cls(
+            rcode=h.rcode,
+            ra=bool(h.ra),
+            ad=bool(h.ad),
+            answer=list(msg.rr),
+            authority=list(msg.auth),
+            additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT],
+            ttl=ttl,
+            stored=now,
+        )
 
     def remaining(self, now: float) -> int:
         """Seconds left; zero or negative once expired (negative: how long ago, for serve_stale)."""

@@ -11,19 +11,35 @@ from kdns.metrics import counter, gauge
 SUCCESS = "success"
 DENIAL = "denial"
 
-ENTRIES = gauge("cache", "entries", "The number of elements in the cache.",
-                ("server", "type", "zones", "view"))
+ENTRIES = gauge(
+    "cache", "entries", "The number of elements in the cache.", ("server", "type", "zones", "view")
+)
 REQUESTS = counter("cache", "requests_total", "The count of cache requests.", ("server", "zones", "view"))
 HITS = counter("cache", "hits_total", "The count of cache hits.", ("server", "type", "zones", "view"))
-MISSES = counter("cache", "misses_total",
-                 "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
-                 ("server", "zones", "view"))
-PREFETCHES = counter("cache", "prefetch_total", "The number of times the cache has prefetched a cached item.",
-                     ("server", "zones", "view"))
-DROPS = counter("cache", "drops_total",
-                "The number responses that are not cached, because the reply is malformed.",
-                ("server", "zones", "view"))
-SERVED_STALE = counter("cache", "served_stale_total",
-                       "The number of requests served from stale cache entries.", ("server", "zones", "view"))
-EVICTIONS = counter("cache", "evictions_total", "The count of cache evictions.",
-                    ("server", "type", "zones", "view"))
+MISSES = counter(
+    "cache",
+    "misses_total",
+    "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
+    ("server", "zones", "view"),
+)
+PREFETCHES = counter(
+    "cache",
+    "prefetch_total",
+    "The number of times the cache has prefetched a cached item.",
+    ("server", "zones", "view"),
+)
+DROPS = counter(
+    "cache",
+    "drops_total",
+    "The number responses that are not cached, because the reply is malformed.",
+    ("server", "zones", "view"),
+)
+SERVED_STALE = counter(
+    "cache",
+    "served_stale_total",
+    "The number of requests served from stale cache entries.",
+    ("server", "zones", "view"),
+)
+EVICTIONS = counter(
+    "cache", "evictions_total", "The count of cache evictions.", ("server", "type", "zones", "view")
+)

@@ -24,12 +24,13 @@ from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, DNSHeader, DNSRecord
 
 from kdns.log import plugin_logger
-from kdns.plugin import Handler, Plugin
+from kdns.plugin import Handler, NowHandler, Plugin
 from kdns.plugins.cache import metrics
-from kdns.plugins.cache.classify import Kind, classify, minimal_ttl
+from kdns.plugins.cache.classify import Kind, Shape, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier
 from kdns.plugins.cache.entry import Entry, with_ttl
 from kdns.protocol.names import zone_matches
+from kdns.protocol.wire import set_ttls
 from kdns.request import Reply, Request, Reuse
 from kdns.tasks import cancel_and_wait
 
@@ -123,7 +124,7 @@ class Cache(Plugin):
             metrics.REQUESTS.labels(self._server, self._zones_label, ""),
             metrics.HITS.labels(self._server, tier, self._zones_label, ""),
         )
-        return Reuse(None, stored=entry.stored, ttl=entry.ttl, counters=counters, same_spelling=True)
+        return Reuse(stored=entry.stored, lifetime=entry.ttl, counters=counters, same_spelling=True)
 
     def _lookup(self, key: Key, now: float) -> tuple[Entry, str] | None:
         """The entry to answer from and its tier (metrics.SUCCESS or DENIAL), counted as a hit."""
@@ -153,31 +154,55 @@ class Cache(Plugin):
             return entry
         return None
 
+    def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
+        """For names the cache never stores, it only caps TTLs, which needs no awaiting: the same
+        reply `serve` gives (minus the request and miss counts, which replays skip too)."""
+        if not self.transparent_for(request.qname_lower):
+            return None
+        reply = next_now(request)
+        if reply is None or reply.wire is None:
+            return None
+        shape = Shape.of(reply.wire)
+        return self._capped(reply, request, self._lifetime(shape, classify(shape)))
+
     async def _fetch(self, request: Request, next_: Handler, key: Key, verify: bool = False) -> Reply:
         """Ask the next plugins, store what may be stored, and cap the reply's TTLs."""
         reply = await next_(request)
-        msg = reply.message
-        kind = classify(msg)
-        ttl = self._lifetime(msg, kind)
-        refreshed = not verify or msg.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)  # RFC 8767 §4
-        if kind.cacheable and not msg.header.tc and ttl > 0 and refreshed:
+        shape = Shape.of(reply.wire if reply.wire is not None else reply.message)
+        kind = classify(shape)
+        ttl = self._lifetime(shape, kind)
+        refreshed = not verify or shape.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)  # RFC 8767 §4
+        if kind.cacheable and not _truncated(reply) and ttl > 0 and refreshed and self._stores(request, kind):
+            msg = reply.message
             if request.matches(msg):
-                self._store(key, request.qname_lower, msg, kind, ttl)
+                self._store(key, msg, kind, ttl)
             else:
                 metrics.DROPS.labels(self._server, self._zones_label, "").inc()
-        return dataclasses.replace(reply, message=_capped(msg, ttl, request))
+        return self._capped(reply, request, ttl)
 
-    def _lifetime(self, msg: DNSRecord, kind: Kind) -> int:
+    def _lifetime(self, shape: Shape, kind: Kind) -> int:
         if kind is Kind.SERVFAIL:
             return int(self.config.servfail_ttl)
         tier: Tier = self.config.denial if kind.denial else self.config.success
-        return min(max(minimal_ttl(msg, kind), tier.min_ttl), tier.max_ttl)
+        return min(max(minimal_ttl(shape, kind), tier.min_ttl), tier.max_ttl)
 
-    def _store(self, key: Key, qname: str, msg: DNSRecord, kind: Kind, ttl: int) -> None:
+    def _stores(self, request: Request, kind: Kind) -> bool:
+        """Is this kind of reply to this name kept (not in a zone `disable`d for its tier)?"""
+        disabled = self.config.disable_denial if kind.denial else self.config.disable_success
+        return zone_matches(request.qname_lower, disabled) is None
+
+    @staticmethod
+    def _capped(reply: Reply, request: Request, ttl: int) -> Reply:
+        """Every record's TTL set to `ttl`, AD cleared for non-DNSSEC clients (CoreDNS cache
+        WriteMsg: even replies it does not keep pass through it). A prepared reply stays wire."""
+        clear_ad = not (request.do or request.ad)
+        if reply.wire is not None:
+            reply.wire = set_ttls(reply.wire, ttl, clear_ad)
+            return reply
+        return reply.with_message(_capped(reply.message, ttl, request))
+
+    def _store(self, key: Key, msg: DNSRecord, kind: Kind, ttl: int) -> None:
         denial = kind.denial
-        disabled = self.config.disable_denial if denial else self.config.disable_success
-        if zone_matches(qname, disabled) is not None:
-            return
         (self.denial if denial else self.success)[key] = Entry.from_reply(msg, ttl, time.monotonic())
         if not denial:
             self.denial.pop(key, None)  # a fresh positive answer replaces a cached denial or SERVFAIL
@@ -226,7 +251,11 @@ class Cache(Plugin):
             reply = await self._fetch(request, next_, key, verify=True)
         except Exception:
             return None
-        return reply if reply.message.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) else None
+        return reply if reply.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) else None
+
+
+def _truncated(reply: Reply) -> bool:
+    return bool(reply.wire[2] & 0x02) if reply.wire is not None else bool(reply.message.header.tc)
 
 
 def _capped(msg: DNSRecord, ttl: int, request: Request) -> DNSRecord:

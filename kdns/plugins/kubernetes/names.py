@@ -33,3 +33,20 @@ def address_from_pod_label(label: str) -> str | None:
         return str(ipaddress.IPv6Address(label.replace("-", ":")))
     except ValueError:
         return None
+
+
+def reverse_prefix(labels: list[str], zone_kind: str) -> tuple[bytes, int] | None:
+    """The leading part of an address that a reverse name above whole addresses stands for: `['2',
+    '1']` under in-addr.arpa → (1.2.0.0 packed, 4 half-octets); 1–31 nibbles under ip6.arpa. None
+    when the labels are not such a prefix (or are a whole address: address_from_reverse's case)."""
+    if zone_kind == "in-addr.arpa.":
+        if not 1 <= len(labels) <= 3 or not all(
+            p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in labels
+        ):
+            return None
+        octets = [int(p) for p in reversed(labels)]
+        return bytes(octets + [0] * (4 - len(octets))), 2 * len(octets)
+    if not 1 <= len(labels) <= 31 or not all(len(n) == 1 and n in "0123456789abcdef" for n in labels):
+        return None
+    nibbles = "".join(reversed(labels))
+    return bytes.fromhex(nibbles.ljust(32, "0")), len(nibbles)

@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import time
 
-from dnslib import QTYPE, RCODE, RR, SOA
+from dnslib import RCODE
 
 from kdns.k8s.index import ClusterIndex
 from kdns.k8s.models import Kind
@@ -21,10 +21,14 @@ from kdns.k8s.records import split_families
 from kdns.k8s.sink import ObjectSource
 from kdns.log import plugin_logger
 from kdns.netif import interface_addresses
-from kdns.plugin import Controller, Handler, Plugin
+from kdns.plugin import Controller, Handler, NowHandler, Plugin
 from kdns.plugins.kubernetes import metrics as source_metrics
-from kdns.plugins.kubernetes.lookup import Lookup, Result, Status
+from kdns.plugins.kubernetes.answer import Zone, render
+from kdns.plugins.kubernetes.lookup import Lookup, Name, Result, Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
+from kdns.protocol import names
+from kdns.protocol.edns import EDE_NOT_READY
+from kdns.protocol.message import parse_message
 from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request, Reuse
 
@@ -37,8 +41,6 @@ MAX_CNAME_HOPS = 10
 # Out-of-zone chases re-enter the server; this bounds re-entry when zones CNAME into each other.
 _chase_depth: contextvars.ContextVar[int] = contextvars.ContextVar("kdns_chase_depth", default=0)
 _WAIT_LOG_INTERVAL = 0.5  # CoreDNS logs "waiting for Kubernetes API" every 500 ms
-# SOA timers from CoreDNS (docs/dns-contract.md §15): refresh, retry, expire; the RR's TTL is capped at 300.
-_SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, _SOA_TTL_CAP = 7200, 1800, 86400, 300
 
 
 def watched_kinds(opts: KubernetesOptions) -> list[Kind]:
@@ -64,6 +66,7 @@ class Kubernetes(Plugin):
         self.source = source
         self.controller = controller
         self.lookup = Lookup(index, opts)
+        self._zone_labels = {zone: len(names.split(zone)) for zone in opts.zones}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -90,107 +93,151 @@ class Kubernetes(Plugin):
 
     # --- queries --------------------------------------------------------------------------------
 
+    def transparent_for(self, qname: str) -> bool:
+        return zone_matches(qname, self.opts.zones) is None
+
+    def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
+        outcome = self._answer(request)
+        if outcome is _PASS:
+            return next_now(request)
+        return outcome if isinstance(outcome, Reply) else None  # an outside chase must await
+
     async def serve(self, request: Request, next_: Handler) -> Reply:
+        outcome = self._answer(request)
+        if outcome is _PASS:
+            return await next_(request)
+        if isinstance(outcome, _Outside):
+            return await self._chase_outside(request, outcome)
+        assert isinstance(outcome, Reply)
+        return outcome
+
+    def _answer(self, request: Request) -> Reply | _Outside | object:
+        """The reply, or _PASS (not ours: the next plugin's), or what an outside chase must finish."""
         zone = zone_matches(request.qname_lower, self.opts.zones)
         if zone is None:
-            return await next_(request)
-        result = self.lookup.lookup(request.owner, request.qname_lower, zone, request.qtype)
+            return _PASS
+        result = self.lookup.lookup(request.labels, zone, request.qtype)
+        rcode = NOERROR
         if result.status is Status.NXDOMAIN:
             if self._falls_through(request.qname_lower):
-                return await next_(request)
-            rcode = NXDOMAIN if self.index.synced else SERVFAIL
-            return self._reply(request, result, zone, rcode)
-        rcode = NOERROR
-        if result.chase is not None:
-            rcode = await self._chase(request, result)
-        return self._reply(request, result, zone, rcode)
+                return _PASS
+            rcode = NXDOMAIN
+        elif result.chase is not None:
+            chased = self._chase_inside(request, result)
+            if isinstance(chased, _Outside):
+                chased.zone = zone
+                return chased
+            rcode = chased
+        if not self.index.synced and rcode == NXDOMAIN:
+            return self._unsynced(request, result, zone)
+        spelled_zone = Zone(request, self._zone_labels[zone])
+        wire, spelled = render(request, result, spelled_zone, rcode, self.lookup, self.index.serial)
+        return Reply(wire=wire, plugin=self.name, reuse=self._reuse(result, spelled))
 
-    def _reuse(self, result: Result) -> Reuse | None:
-        """May the server answer this question again with the same bytes (fast path)? Not before the
-        first sync (sync does not change generations), not after asking an upstream; a chase inside
-        the zone read other namespaces, so it depends on the whole index."""
-        if not self.index.synced or result.upstream:
+    def _unsynced(self, request: Request, result: Result, zone: str) -> Reply:
+        """Before the first complete sync a name error may be a lie: SERVFAIL + SOA (docs/dns-contract.md
+        §16), Extended DNS Error 14 Not Ready, never replayed."""
+        result.reason = "not synced with the Kubernetes API yet"
+        zone_spelled = Zone(request, self._zone_labels[zone])
+        wire, _ = render(
+            request, result, zone_spelled, SERVFAIL, self.lookup, self.index.serial, EDE_NOT_READY
+        )
+        return Reply(wire=wire, plugin=self.name)
+
+    def _reuse(self, result: Result, spelled: bool) -> Reuse | None:
+        """May the server answer this question again with the same bytes (fast path)? Yes while what
+        the answer read stays the same objects (Result.deps), to clients spelling the question the
+        same way when the reply copies that spelling out (SRV targets); not before the first sync
+        (the sync does not replace versions)."""
+        if not self.index.synced:
             return None
-        scope = "" if result.chase is not None else result.scope
-        return Reuse(self.index, scope, self.index.scope_gen.get(scope, 0))
+        return Reuse(deps=tuple(result.deps), serial_source=self.index, same_spelling=spelled)
 
     def _falls_through(self, qname: str) -> bool:
         zones = self.opts.fallthrough
         return zones is not None and zone_matches(qname, zones) is not None
 
-    def _reply(self, request: Request, result: Result, zone: str, rcode: int) -> Reply:
-        msg = request.reply(rcode=rcode, aa=True)
-        zone_owner = request.qname[len(request.qname) - len(zone) :] if zone != "." else "."
-        for rr in result.answer:
-            msg.add_answer(rr)
-        if result.apex_ns:
-            ns_rrs, glue = self.lookup.nameservers(zone_owner, zone)
-            for rr in ns_rrs:
-                msg.add_answer(rr)
-            result.additional.extend(glue)
-        elif result.status is Status.ANSWER and request.qtype == QTYPE.SOA and not result.answer:
-            msg.add_answer(self._soa(zone_owner, zone))
-        if result.status is not Status.ANSWER or result.negative_tail:
-            msg.add_auth(self._soa(zone_owner, zone))
-        for rr in result.authority:
-            msg.add_auth(rr)
-        msg.header.tc = int(result.truncated)
-        for rr in result.additional:
-            msg.add_ar(rr)
-        return Reply(msg, self.name, self._reuse(result))
-
-    def _soa(self, owner: str, zone: str) -> RR:
-        ttl = self.opts.ttl
-        times = (self.index.serial, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl)
-        return RR(
-            owner,
-            QTYPE.SOA,
-            ttl=min(ttl, _SOA_TTL_CAP),
-            rdata=SOA(f"ns.dns.{zone}", f"hostmaster.{zone}", times),
-        )
-
     # --- ExternalName ---------------------------------------------------------------------------
 
-    async def _chase(self, request: Request, result: Result) -> int:
-        """Follow an ExternalName's CNAME for the asked type; the CNAME stays whatever happens
-        (dns-contract.md §5, §18). Returns the rcode: NXDOMAIN only when the chain ends at a missing name."""
-        target = result.chase
+    def _chase_inside(self, request: Request, result: Result) -> int | _Outside:
+        """Follow an ExternalName's CNAME for the asked type within our zones; the CNAME stays
+        whatever happens (docs/dns-contract.md §5, §18). Returns the rcode (NXDOMAIN only when the
+        chain ends at a missing name), or where the chase must leave our zones."""
+        target, written = result.chase, result.chase_name
         seen: set[str] = set()
-        while target is not None:
+        while target is not None and written is not None:
             if target in seen or len(seen) >= MAX_CNAME_HOPS:
                 return NOERROR
             seen.add(target)
             zone = zone_matches(target, self.opts.forward_zones)
             if zone is None:
-                return await self._chase_outside(request, result, target)
-            inner = self.lookup.lookup(target, target, zone, request.qtype)
+                return _Outside(result, target, written)
+            inner = self.lookup.lookup(names.split(target), zone, request.qtype, owner=written)
             result.answer.extend(inner.answer)
+            result.additional.extend(inner.additional)
+            result.deps.extend(inner.deps)
             result.negative_tail = inner.status is not Status.ANSWER
+            if result.negative_tail:
+                result.reason = f"externalName target {written_text(written)} {_why(inner)}"
             if inner.status is Status.NXDOMAIN:
                 return NXDOMAIN  # RFC 6604 §2.1: the rcode describes the last name of the chain
-            target = inner.chase
+            target, written = inner.chase, inner.chase_name
         return NOERROR
 
-    async def _chase_outside(self, request: Request, result: Result, target: str) -> int:
+    async def _chase_outside(self, request: Request, outside: _Outside) -> Reply:
+        """Ask the whole server for the CNAME's target (forward, usually), as CoreDNS's re-entry
+        does, and add what it says to our CNAME. Never replayed: an upstream answered."""
+        result, target = outside.result, outside.target
+        zone = Zone(request, self._zone_labels[outside.zone])
+        wire, spelled = render(request, result, zone, NOERROR, self.lookup, self.index.serial)
         depth = _chase_depth.get()
         if depth >= MAX_CNAME_HOPS:
-            return NOERROR
-        if not self.controller.serves(target.lower()):
-            return NOERROR  # the server would refuse it: the CNAME alone, as after a REFUSED (reusable)
-        result.upstream = True
+            return Reply(wire=wire, plugin=self.name)
+        if not self.controller.serves(target):
+            # the server would refuse it: the CNAME alone, as after a REFUSED (and replayable)
+            return Reply(wire=wire, plugin=self.name, reuse=self._reuse(result, spelled))
         token = _chase_depth.set(depth + 1)
         try:
             upstream = await self.controller.resolve(target, request.qtype, request.proto)
         except Exception as e:  # the CNAME alone is still the right answer (docs/dns-contract.md §5)
             _log.debug("chasing %s failed: %s", target, e)
-            return NOERROR
+            return Reply(wire=wire, plugin=self.name)
         finally:
             _chase_depth.reset(token)
-        result.answer.extend(upstream.rr)
-        result.truncated = bool(upstream.header.tc)  # dns-contract.md §5: the upstream's TC bit is copied
+        msg = parse_message(wire)
+        for rr in upstream.rr:
+            msg.add_answer(rr)
         if not any(rr.rtype == request.qtype for rr in upstream.rr):
-            result.authority.extend(upstream.auth)
-        return NXDOMAIN if upstream.header.rcode == NXDOMAIN else NOERROR
+            for rr in upstream.auth:
+                msg.add_auth(rr)
+        msg.header.tc = upstream.header.tc  # docs/dns-contract.md §5: the upstream's TC bit is copied
+        if upstream.header.rcode == NXDOMAIN:
+            msg.header.rcode = NXDOMAIN
+        return Reply(msg, self.name)
+
+
+_PASS = object()  # _answer's "not ours"
+
+
+class _Outside:
+    """A chase that leaves our zones: the result so far, and the target to ask the server for."""
+
+    def __init__(self, result: Result, target: str, written: Name) -> None:
+        self.result, self.target, self.written = result, target, written
+        self.zone = ""
+
+
+def written_text(name: Name) -> str:
+    return names.to_text(name.labels).rstrip(".")
+
+
+def _why(inner: Result) -> str:
+    """`inner`'s reason, put as what the target lacks."""
+    return (
+        f"does not exist ({inner.reason})"
+        if inner.status is Status.NXDOMAIN
+        else f"has no data ({inner.reason})"
+    )
 
 
 async def _own_addresses() -> list[str]:

@@ -4,16 +4,38 @@ Section numbers (§) are those of docs/dns-contract.md."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
+import dns.message
+import dns.rcode
 import pytest
-from dnslib import QTYPE
 
 from kdns.k8s.index import ClusterIndex
 from kdns.k8s.models import Kind, parse_object
-from kdns.plugins.kubernetes.lookup import Lookup, Status
+from kdns.plugins.kubernetes.lookup import Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
+from kdns.plugins.kubernetes.plugin import Kubernetes
+from kdns.request import Reply, Request
 from tests.plugins.kubernetes import cluster
+from tests.support import units
+from tests.support.units import FakeController
+
+
+async def _no_next(request: Request) -> Reply:
+    raise AssertionError("the kubernetes plugin passed a name of its zones on")
+
+
+class StaticSource:
+    """An object source that is always synced (the index is filled by the test)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def synced(self) -> bool:
+        return True
+
+    async def wait_synced(self, timeout: float) -> bool:
+        return True
 
 ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
 
@@ -35,12 +57,16 @@ def make_index() -> ClusterIndex:
 
 
 def lookup(name: str, qtype: str, **opts: object) -> tuple[Status, list[str]]:
+    """The status and answer data the real plugin writes (wire form, read back with dnspython)."""
     options = KubernetesOptions(zones=ZONES, ttl=30, **opts)  # type: ignore[arg-type]
-    look = Lookup(make_index(), options)
-    qname = name.lower()
-    zone = next(z for z in sorted(ZONES, key=len, reverse=True) if qname.endswith(z))
-    result = look.lookup(name, qname, zone, getattr(QTYPE, qtype))
-    return result.status, sorted(str(rr.rdata) for rr in result.answer)
+    plugin = Kubernetes(options, StaticSource(), make_index(), FakeController())
+    request = units.request(name, qtype, edns=None)
+    reply = asyncio.run(plugin.serve(request, _no_next))
+    msg = dns.message.from_wire(reply.wire if reply.wire is not None else bytes(reply.message.pack()))
+    data = sorted(rd.to_text() for rrset in msg.answer for rd in rrset)
+    if msg.rcode() == dns.rcode.NXDOMAIN:
+        return NX, data
+    return (ANSWER if msg.answer else NODATA), data
 
 
 ANSWER, NODATA, NX = Status.ANSWER, Status.NODATA, Status.NXDOMAIN
@@ -146,7 +172,16 @@ ANSWER, NODATA, NX = Status.ANSWER, Status.NODATA, Status.NXDOMAIN
         ("5.1.244.10.in-addr.arpa.", "PTR", ANSWER, ["10-244-1-5.web.default.svc.cluster.local."]),
         ("3.2.244.10.in-addr.arpa.", "PTR", NX, []),  # not ready
         ("9.9.9.9.in-addr.arpa.", "PTR", NX, []),
-        ("0.96.10.in-addr.arpa.", "PTR", NX, []),
+        # names between the reverse zone's apex and a PTR exist (empty non-terminals, RFC 8020)
+        ("0.96.10.in-addr.arpa.", "PTR", NODATA, []),
+        ("96.10.in-addr.arpa.", "A", NODATA, []),
+        ("10.in-addr.arpa.", "PTR", NODATA, []),
+        ("1.96.10.in-addr.arpa.", "PTR", NX, []),
+        ("11.in-addr.arpa.", "PTR", NX, []),
+        ("256.in-addr.arpa.", "PTR", NX, []),
+        ("d.f.ip6.arpa.", "PTR", NODATA, []),  # fd00::1
+        ("f.ip6.arpa.", "PTR", NODATA, []),
+        ("e.f.ip6.arpa.", "PTR", NX, []),
         (rev("fd00::1"), "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),
         (rev("FD00:10:96:0::30"), "PTR", ANSWER, ["dual.default.svc.cluster.local."]),
         (rev("fd00::1").upper(), "PTR", ANSWER, ["db-0.db.default.svc.cluster.local."]),

@@ -1,36 +1,26 @@
-"""Corefile → plugins → chains → one dispatcher per listen address. Pure setup, no sockets."""
+"""Corefile → plugins → chains → the chains each listen address serves. Pure setup, no sockets.
+
+The one place that knows the plugin registry (kdns.plugins): the server is handed `build_plan` by
+the command line (kdns.cli) and knows plugins only through kdns/plugin.py.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 from kdns import plugins as registry
-from kdns.chain import Chain
+from kdns.chain import Chain, ListenKey, ServerPlan
 from kdns.corefile.model import Corefile, Directive
 from kdns.log import core_logger
-from kdns.plugin import Controller, Plugin, SetupContext
+from kdns.plugin import Controller, SetupContext
 
 _log = core_logger()
-ListenKey = tuple[str | None, int]  # (host or None for all interfaces, port)
 _REPEATABLE = frozenset({"bind", "file", "rewrite", "template", "acl"})
 # Repeats that CoreDNS hands to one setup call, making one plugin whose rules keep the lines' order
 # (rewrite's `stop` ends the rules of every line): setup runs for the first line and reads them all
 # from the block.
 _GATHERED = frozenset({"rewrite", "template", "acl"})
-
-
-@dataclass
-class ServerPlan:
-    """Everything a configuration needs before its listeners open."""
-
-    chains: list[Chain]
-    listeners: dict[ListenKey, list[Chain]]
-
-    @property
-    def plugins(self) -> list[Plugin]:
-        return [p for c in self.chains for p in c.plugins]
 
 
 def build_plan(
@@ -46,7 +36,7 @@ def build_plan(
         plugins = list(ctx.block_plugins)
         chain = Chain(block.zones, plugins)
         chains.append(chain)
-        hosts: list[str | None] = [h for p in plugins for h in getattr(p, "hosts", ())] or [None]
+        hosts: list[str | None] = [h for p in plugins for h in p.listen_hosts()] or [None]
         ports = dict.fromkeys(a.port if a.port is not None else dns_port for a in block.addresses)
         for port in ports:
             for host in hosts:
