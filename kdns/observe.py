@@ -28,7 +28,7 @@ class Outcome:
     chain: Chain | None = None  # the server block that answered; None: the server itself did
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Served:
     """What fast-path observers learn of the replies of one template kind."""
 

@@ -27,6 +27,7 @@ class SrvRecord:
     weight: int
     port: int
     target: str  # relative to the zone, e.g. "web-0.web.default.svc"
+    target_labels: tuple[bytes, ...]  # the same as labels, as answers write it (Kubernetes names: no escapes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,9 @@ def _srv_set(entries: list[tuple[int, str]]) -> tuple[SrvRecord, ...]:
     """(port, target) candidates → SRVs of equal weight, deduplicated by (target, port)."""
     weight = _weight(len(entries))
     unique = dict.fromkeys(entries)
-    return tuple(SrvRecord(0, weight, port, target) for port, target in unique)
+    return tuple(
+        SrvRecord(0, weight, port, target, tuple(target.encode().split(b"."))) for port, target in unique
+    )
 
 
 @dataclass(frozen=True, slots=True)

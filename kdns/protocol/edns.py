@@ -19,7 +19,7 @@ CLASSIC_UDP_SIZE = 512
 TCP_MAX_SIZE = 65535
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Edns:
     """The client's OPT record (RFC 6891 §6.1.3); kdns.protocol.query reads it off the wire."""
 

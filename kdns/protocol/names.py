@@ -13,6 +13,7 @@ so `str.lower()` on it is exactly that.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 # RFC 1035 §2.3.4: labels of at most 63 octets, names of at most 255 octets on the wire.
@@ -24,6 +25,7 @@ _POINTER = 0xC0
 MAX_POINTERS = 126
 # Octets written as themselves in text: printable ASCII but the two that carry meaning in names.
 _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("."), ord("\\")}
+_ALL_PLAIN = re.compile(rb"[\x21-\x2d\x2f-\x5b\x5d-\x7e]*")  # the same set, checked in one call
 
 
 class BadName(ValueError):
@@ -72,7 +74,7 @@ def read_name(msg: bytes, start: int, allow_pointers: bool = True) -> tuple[tupl
 
 def label_text(label: bytes) -> str:
     """One label as escaped text (RFC 1035 §5.1)."""
-    if all(c in _PLAIN for c in label):
+    if _ALL_PLAIN.fullmatch(label):
         return label.decode("ascii")
     out = []
     for c in label:
@@ -85,10 +87,13 @@ def label_text(label: bytes) -> str:
     return "".join(out)
 
 
-def to_text(labels: Iterable[bytes]) -> str:
+def to_text(labels: Sequence[bytes]) -> str:
     """An absolute name as escaped text with its trailing dot; the root is `.`."""
-    text = ".".join(map(label_text, labels))
-    return text + "." if text else "."
+    if not labels:
+        return "."
+    if _ALL_PLAIN.fullmatch(b"".join(labels)):  # nothing to escape: one join (the common case)
+        return b".".join(labels).decode("ascii") + "."
+    return ".".join(map(label_text, labels)) + "."
 
 
 def from_text(text: str) -> tuple[bytes, ...]:

@@ -37,7 +37,7 @@ class FormatError(Exception):
         self.query_id = query_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Query:
     """The parts of a query the server and plugins decide on."""
 

@@ -131,18 +131,18 @@ class MessageWriter:
         prefix = struct.pack("!HHH", *fields)
         self.name_record(section, owner, 33, ttl, target, prefix, False, owner_asked, target_asked)
 
-    def soa(
-        self, section: int, owner: Name, ttl: int, mname: Name, rname: Name, times: Sequence[int], asked: int
-    ) -> None:
-        """SOA (RFC 1035 §3.3.13): two names, then serial, refresh, retry, expire, minimum; the
-        last `asked` labels of each name are spelled as asked (see name())."""
-        head = self.name(owner, asked=asked)
-        self.buf += head + _RR.pack(6, _CLASS_IN, ttl, 0)
-        rdata_at = len(self.buf)
-        self.buf += self.name(mname, asked=asked)
-        self.buf += self.name(rname, asked=asked)
-        self.buf += struct.pack("!IIIII", *times)
-        struct.pack_into("!H", self.buf, rdata_at - 2, len(self.buf) - rdata_at)
+    def zone_soa(self, section: int, zone_labels: int, ttl: int, times: Sequence[int]) -> None:
+        """The SOA of the zone made of the question's last `zone_labels` labels, spelled as asked:
+        owner ns.dns.<zone> hostmaster.<zone>, each pointing at the question (docs/dns-contract.md
+        §15 gives these names); `times`: serial, refresh, retry, expire, minimum."""
+        labels = self.query.labels
+        if zone_labels:
+            offset = 12 + sum(len(label) + 1 for label in labels[: len(labels) - zone_labels])
+            zone = struct.pack("!H", 0xC000 | offset)
+        else:
+            zone = b"\x00"  # the root zone
+        rdata = b"\x02ns\x03dns" + zone + b"\x0ahostmaster" + zone + struct.pack("!IIIII", *times)
+        self.buf += zone + _RR.pack(6, _CLASS_IN, ttl, len(rdata)) + rdata
         self.counts[section] += 1
 
     def finish(self, rcode: int, aa: bool = True, edns: Edns | None = None, options: bytes = b"") -> bytes:

@@ -128,6 +128,9 @@ typedef struct {
 } Table;
 
 static PyObject *str_serial;
+/* Template attribute names, interned once (store() reads eleven per template). */
+static PyObject *str_head, *str_parts, *str_deps, *str_serial_source, *str_ttl_at, *str_spelling, *str_stored,
+    *str_serial_at, *str_lifetime, *str_only_limit, *str_slot;
 
 static double monotonic(void) {
     struct timespec ts;
@@ -157,18 +160,27 @@ static int read_bounds(PyObject *seq, double *out, int *n) {
 }
 
 /* An integer attribute of `obj` within [lo, hi]. */
-static int int_attr(PyObject *obj, const char *name, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t *out) {
-    PyObject *v = PyObject_GetAttrString(obj, name);
+static int int_attr(PyObject *obj, PyObject *name, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL) return -1;
     Py_ssize_t n = PyLong_AsSsize_t(v);
     Py_DECREF(v);
     if (n == -1 && PyErr_Occurred()) return -1;
     if (n < lo || n > hi) {
-        PyErr_Format(PyExc_ValueError, "%s must be in %zd..%zd, not %zd", name, lo, hi, n);
+        PyErr_Format(PyExc_ValueError, "%U must be in %zd..%zd, not %zd", name, lo, hi, n);
         return -1;
     }
     *out = n;
     return 0;
+}
+
+/* The same for a limit named by a C string (read once per table). */
+static int limit_attr(PyObject *obj, const char *name, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t *out) {
+    PyObject *key = PyUnicode_FromString(name);
+    if (key == NULL) return -1;
+    int r = int_attr(obj, key, lo, hi, out);
+    Py_DECREF(key);
+    return r;
 }
 
 static int Table_init(Table *self, PyObject *args, PyObject *kw) {
@@ -176,11 +188,11 @@ static int Table_init(Table *self, PyObject *args, PyObject *kw) {
     PyObject *limits, *time_bounds, *size_bounds;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", names, &limits, &time_bounds, &size_bounds)) return -1;
     Py_ssize_t batch;
-    if (int_attr(limits, "max_entries", 1, PY_SSIZE_T_MAX, &self->max_entries) < 0 ||
-        int_attr(limits, "max_group", 1, 4096, &self->max_group) < 0 ||
-        int_attr(limits, "batch", 1, MAX_BATCH, &batch) < 0 ||
-        int_attr(limits, "max_query", HEADER, TCP_MAX, &self->max_query) < 0 ||
-        int_attr(limits, "max_udp_reply", CLASSIC_UDP, TCP_MAX, &self->max_reply) < 0)
+    if (limit_attr(limits, "max_entries", 1, PY_SSIZE_T_MAX, &self->max_entries) < 0 ||
+        limit_attr(limits, "max_group", 1, 4096, &self->max_group) < 0 ||
+        limit_attr(limits, "batch", 1, MAX_BATCH, &batch) < 0 ||
+        limit_attr(limits, "max_query", HEADER, TCP_MAX, &self->max_query) < 0 ||
+        limit_attr(limits, "max_udp_reply", CLASSIC_UDP, TCP_MAX, &self->max_reply) < 0)
         return -1;
     self->batch = (int)batch;
     if (read_bounds(time_bounds, self->time_bounds, &self->n_time) < 0) return -1;
@@ -527,8 +539,6 @@ static int read_offsets(PyObject *seq, Py_ssize_t limit, Py_ssize_t **out, Py_ss
     return PyErr_Occurred() ? -1 : 0;
 }
 
-/* An attribute read for store(); a new reference, NULL with an exception. */
-static PyObject *attr(PyObject *obj, const char *name) { return PyObject_GetAttrString(obj, name); }
 
 static PyObject *Table_store(Table *t, PyObject *args) {
     PyObject *key, *tpl;
@@ -537,12 +547,15 @@ static PyObject *Table_store(Table *t, PyObject *args) {
     PyObject *stored = NULL;
     Entry *e = NULL;
     Py_ssize_t serial_at, lifetime, only_limit, slot;
-    if ((head = attr(tpl, "head")) == NULL || (parts = attr(tpl, "parts")) == NULL ||
-        (deps = attr(tpl, "deps")) == NULL || (source = attr(tpl, "serial_source")) == NULL ||
-        (ttl_at = attr(tpl, "ttl_at")) == NULL || (spelling = attr(tpl, "spelling")) == NULL ||
-        (stored = attr(tpl, "stored")) == NULL || int_attr(tpl, "serial_at", -1, TCP_MAX, &serial_at) < 0 ||
-        int_attr(tpl, "lifetime", -1, LONG_MAX, &lifetime) < 0 ||
-        int_attr(tpl, "only_limit", 0, TCP_MAX, &only_limit) < 0 || int_attr(tpl, "slot", 0, 1 << 20, &slot) < 0)
+    if ((head = PyObject_GetAttr(tpl, str_head)) == NULL || (parts = PyObject_GetAttr(tpl, str_parts)) == NULL ||
+        (deps = PyObject_GetAttr(tpl, str_deps)) == NULL ||
+        (source = PyObject_GetAttr(tpl, str_serial_source)) == NULL ||
+        (ttl_at = PyObject_GetAttr(tpl, str_ttl_at)) == NULL ||
+        (spelling = PyObject_GetAttr(tpl, str_spelling)) == NULL ||
+        (stored = PyObject_GetAttr(tpl, str_stored)) == NULL ||
+        int_attr(tpl, str_serial_at, -1, TCP_MAX, &serial_at) < 0 ||
+        int_attr(tpl, str_lifetime, -1, LONG_MAX, &lifetime) < 0 ||
+        int_attr(tpl, str_only_limit, 0, TCP_MAX, &only_limit) < 0 || int_attr(tpl, str_slot, 0, 1 << 20, &slot) < 0)
         goto fail;
     if (!PyBytes_Check(head) || PyBytes_GET_SIZE(head) != 10 || !PyTuple_Check(deps) ||
         (spelling != Py_None &&
@@ -818,8 +831,16 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "kdns.server._hotpath
 
 PyMODINIT_FUNC PyInit__hotpath(void) {
     if (PyType_Ready(&EntryType) < 0 || PyType_Ready(&TableType) < 0) return NULL;
-    str_serial = PyUnicode_InternFromString("serial");
-    if (str_serial == NULL) return NULL;
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&str_serial, "serial"}, {&str_head, "head"}, {&str_parts, "parts"}, {&str_deps, "deps"},
+        {&str_serial_source, "serial_source"}, {&str_ttl_at, "ttl_at"}, {&str_spelling, "spelling"},
+        {&str_stored, "stored"}, {&str_serial_at, "serial_at"}, {&str_lifetime, "lifetime"},
+        {&str_only_limit, "only_limit"}, {&str_slot, "slot"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        *names[i].slot = PyUnicode_InternFromString(names[i].name);
+        if (*names[i].slot == NULL) return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Table", (PyObject *)&TableType) < 0) {

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dnslib import CLASS, OPCODE, QTYPE, RCODE
+from dnslib import RCODE
 
 from kdns.chain import Chain, Routes
 from kdns.log import core_logger
@@ -30,7 +30,9 @@ from kdns.request import Reply, Request
 from kdns.server import fastpath
 
 _log = core_logger()
-_REFUSED_QTYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+_REFUSED_QTYPES = frozenset({252, 251})  # AXFR, IXFR
+_QUERY, _CLASS_IN = 0, 1  # OPCODE QUERY, CLASS IN (RFC 1035 §4.1.1, §3.2.4)
+_NOTIMP, _REFUSED = 4, 5
 _NO_CLIENT = ("", 0)  # prepare's requests: a template's reply must not depend on who asked
 
 
@@ -136,23 +138,26 @@ class Dispatcher:
         assert reply.reuse is not None
         if not chain.reusable(request, reply.plugin):
             return False
-        info = Served(
-            request.server, request.zone, request.qtype, reply.rcode, reply.plugin, request.do, chain,
-            reply.reuse.counters,
-        )  # fmt: skip
+        reuse, rcode = reply.reuse, reply.rcode
+        kind = (request.zone, request.qtype, rcode, reply.plugin, request.do, chain, reuse.counters)
+
+        def info() -> Served:
+            return Served(request.server, request.zone, request.qtype, rcode, reply.plugin, request.do, chain,
+                          reuse.counters)  # fmt: skip
+
         limit = max_reply_size(request.edns, request.proto == "tcp")
-        return self.answers.store(key, out, reply.reuse, reply.shuffle, info, limit)
+        return self.answers.store(key, out, reuse, reply.shuffle, self.answers.slot(kind, info), limit)
 
     def _server_rcode(self, request: Request) -> int | None:
         """The rcode the server answers by itself, before any chain; None: a chain answers."""
         if request.edns is not None and request.edns.version > 0:
             return BADVERS
-        if request.query.opcode != OPCODE.QUERY:
-            return int(RCODE.NOTIMP)
+        if request.query.opcode != _QUERY:
+            return _NOTIMP
         if request.qtype in _REFUSED_QTYPES or (
-            request.qclass != CLASS.IN and not self.routes.answers_other_classes
+            request.qclass != _CLASS_IN and not self.routes.answers_other_classes
         ):
-            return int(RCODE.REFUSED)
+            return _REFUSED
         return None
 
     @staticmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -56,12 +56,13 @@ REPLAYED_QTYPES = frozenset(
     {1, 2, 5, 6, 12, 15, 16, 28, 33, 43, 46, 47, 48, 50, 64, 65, 255, 257}
 )  # A NS CNAME SOA PTR MX TXT AAAA SRV DS RRSIG NSEC DNSKEY NSEC3 SVCB HTTPS ANY CAA
 _TYPE_SOA = 6
+_SOA_ANSWERED = (6, 255)  # qtypes whose answer may hold an SOA (SOA, ANY)
 _TC = 0x0200
 _FLAGS_FROM_QUERY = 0x0110  # RD (0x0100) and CD (0x0010) are copied from the query
 Part = bytes | tuple[bytes, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Template:
     """One reply as the table replays it: the record the C table reads at store()."""
 
@@ -78,7 +79,7 @@ class Template:
     slot: int  # stats slot: which metric labels its replies count under
 
 
-Info = TypeVar("Info", bound=Hashable)
+Info = TypeVar("Info")
 
 
 class AnswerCache(Generic[Info]):
@@ -92,7 +93,7 @@ class AnswerCache(Generic[Info]):
         table_type = Table if native else replay.Table
         self.table = table_type(limits, TIME_BUCKETS, SIZE_BUCKETS)
         self._drain = drain if native else replay.drain
-        self._slots: dict[Info, int] = {}
+        self._slots: dict[Hashable, int] = {}
         self._infos: list[Info] = []
 
     def __len__(self) -> int:
@@ -115,13 +116,17 @@ class AnswerCache(Generic[Info]):
         misses: list[tuple[bytes, Any]] = self._drain(self.table, fd, answer_hits, rounds, prepare)
         return misses
 
-    def store(self, key: bytes, reply: bytes, reuse: Reuse, shuffle: bool, info: Info, limit: int) -> bool:
-        """Remember `reply` (the chain's answer to the question with this key, for a client that
-        takes `limit` bytes). False when its shape is not replayable."""
-        slot = self._slots.get(info)
+    def slot(self, kind: Hashable, info: Callable[[], Info]) -> int:
+        """The stats slot of one kind of reply (its metric labels), made with `info()` when new."""
+        slot = self._slots.get(kind)
         if slot is None:
-            slot = self._slots[info] = len(self._infos)
-            self._infos.append(info)
+            slot = self._slots[kind] = len(self._infos)
+            self._infos.append(info())
+        return slot
+
+    def store(self, key: bytes, reply: bytes, reuse: Reuse, shuffle: bool, slot: int, limit: int) -> bool:
+        """Remember `reply` (the chain's answer to the question with this key, for a client that
+        takes `limit` bytes), counted under `slot`. False when its shape is not replayable."""
         template = template_of(reply, len(key) + HEADER.size - 1, reuse, shuffle, slot, limit)
         if template is None:
             return False
@@ -148,12 +153,18 @@ def template_of(
     _, flags, qd, an, ns, ar = HEADER.unpack_from(reply)
     if qd != 1:
         return None
-    records = rr_offsets(reply, question_end, an + ns + ar)
-    if records is None:
-        return None
     truncated = bool(flags & _TC)
     if shuffle and truncated:
         return None  # the chain shuffles before it cuts: each reply may keep other records
+    head = struct.pack("!H", flags & ~_FLAGS_FROM_QUERY & 0xFFFF) + reply[4:12]
+    qtype = int.from_bytes(reply[question_end - 4 : question_end - 2], "big")
+    soa_possible = reuse.serial_source is not None and (ns or qtype in _SOA_ANSWERED)
+    if not (shuffle or soa_possible or reuse.lifetime >= 0):  # nothing to find inside: the bytes as they are
+        return Template(head, reply[question_end:], -1, None, (), reuse.deps, reuse.stored, -1,
+                        _spelling(reply, question_end, reuse), limit if truncated else 0, slot)  # fmt: skip
+    records = rr_offsets(reply, question_end, an + ns + ar)
+    if records is None:
+        return None
     groups = shuffle_runs(reply, records, (an, ns, ar), LIMITS.max_group) if shuffle else []
     if groups is None:  # names point into records that move: write them out in full, then try again
         expanded = decompressed(reply, question_end)
@@ -181,7 +192,6 @@ def template_of(
             parts.append(reply[at:group_start])
         parts.append(tuple(reply[s:e] for s, e, _, _ in records[first:last]))
         at = records[last - 1][1]
-    head = struct.pack("!H", flags & ~_FLAGS_FROM_QUERY & 0xFFFF) + reply[4:12]
     body: bytes | tuple[Part, ...]
     if groups:
         if at < len(reply):
@@ -198,7 +208,11 @@ def template_of(
         deps=reuse.deps,
         stored=reuse.stored,
         lifetime=reuse.lifetime,
-        spelling=reply[HEADER.size : question_end] if reuse.same_spelling else None,
+        spelling=_spelling(reply, question_end, reuse),
         only_limit=limit if truncated else 0,
         slot=slot,
     )
+
+
+def _spelling(reply: bytes, question_end: int, reuse: Reuse) -> bytes | None:
+    return reply[HEADER.size : question_end] if reuse.same_spelling else None

@@ -102,12 +102,6 @@ def _records(w: MessageWriter, section: int, records: Sequence[Record], zone: Zo
 def _soa(w: MessageWriter, section: int, zone: Zone, ttl: int, serial: int) -> None:
     """The zone's SOA (docs/dns-contract.md §15): ns.dns.<zone>, hostmaster.<zone>, serial = time of
     the last change, CoreDNS's timers, minimum = ttl; the record's TTL is ttl capped at 300."""
-    w.soa(
-        section,
-        zone.labels,
-        min(ttl, SOA_TTL_CAP),
-        (b"ns", b"dns", *zone.labels),
-        (b"hostmaster", *zone.labels),
-        (serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, ttl),
-        len(zone.labels),
+    w.zone_soa(
+        section, len(zone.labels), min(ttl, SOA_TTL_CAP), (serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, ttl)
     )

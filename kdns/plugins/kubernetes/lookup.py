@@ -24,7 +24,7 @@ writes in wire form; packed addresses come prepared from the index (kdns/k8s/rec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -48,7 +48,7 @@ class Status(Enum):
     NXDOMAIN = "nxdomain"  # name error (may fall through, or SERVFAIL before sync)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Name:
     """A domain name as an answer spells it: `labels`, then the zone as the client spelled it when
     `zoned` (CoreDNS keeps the query's spelling of the zone, docs/dns-contract.md §15)."""
@@ -57,7 +57,7 @@ class Name:
     zoned: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AddressRR:
     owner: Name | None  # None: the question's name
     rtype: int  # A or AAAA
@@ -65,7 +65,7 @@ class AddressRR:
     rdata: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NameRR:
     owner: Name | None
     rtype: int  # CNAME, PTR or NS
@@ -73,7 +73,7 @@ class NameRR:
     target: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SrvRR:
     owner: Name | None
     ttl: int
@@ -81,7 +81,7 @@ class SrvRR:
     target: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TxtRR:
     owner: Name | None
     ttl: int
@@ -136,6 +136,7 @@ class Lookup:
         self.ttl = options.ttl
         self.self_addresses = split_families(self_addresses)
         self._zone_labels = {zone: len(names.split(zone)) for zone in options.zones}
+        self._reverse_zones = frozenset(zone for zone in options.zones if is_reverse_zone(zone))
 
     # --- entry point ----------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class Lookup:
         """`labels`: the lower-case name's labels (escaped text) in `zone`; `owner`: how records at
         the name are owned (None: the question's name; a chased CNAME target otherwise)."""
         rel = list(labels[: len(labels) - self._zone_labels[zone]])
-        if is_reverse_zone(zone):
+        if zone in self._reverse_zones:
             return self._reverse(labels, qtype, owner)
         if not rel:
             return self._apex(qtype)
@@ -288,12 +289,12 @@ class Lookup:
         if qtype == ANY:  # RFC 8482: a subset is enough; the addresses are what clients want
             rrs = self._address_rrs(owner, view.addresses)
             return Result(Status.ANSWER, rrs) if rrs else _nodata(f"service {_id(view)} has no addresses")
-        return self._addresses(owner, view.addresses, qtype, f"service {_id(view)}")
+        return self._addresses(owner, view.addresses, qtype, lambda: f"service {_id(view)}")
 
     def _endpoint(self, owner: Name | None, view: ServiceView, label: str, qtype: int) -> Result:
         addrs = self.index.endpoints_of((view.namespace, view.name)).get(label)
         if addrs is not None:
-            return self._addresses(owner, addrs, qtype, f"endpoint {label} of service {_id(view)}")
+            return self._addresses(owner, addrs, qtype, lambda: f"endpoint {label} of service {_id(view)}")
         # `_tcp.<svc>…` is an empty non-terminal when `_<port>._tcp.<svc>…` exists (RFC 8020: NODATA).
         if label.startswith("_") and any(proto == label[1:] for _, proto in view.srv_by_port):
             return _nodata(f"{label} holds no records (an empty non-terminal)")
@@ -310,16 +311,15 @@ class Lookup:
 
     def _srv(self, owner: Name | None, view: ServiceView, srvs: Sequence[SrvRecord]) -> Result:
         answer: list[Record] = [
-            SrvRR(owner, self.ttl, (s.priority, s.weight, s.port), Name(_labels(names.split(s.target))))
-            for s in srvs
+            SrvRR(owner, self.ttl, (s.priority, s.weight, s.port), Name(s.target_labels)) for s in srvs
         ]
         glue: list[Record] = []
-        for target in dict.fromkeys(s.target for s in srvs):
-            if target == view.relname:
+        for s in {s.target: s for s in srvs}.values():
+            if s.target == view.relname:
                 addrs = view.addresses
             else:
-                addrs = view.endpoints.get(target.split(".", 1)[0], Addresses())
-            glue.extend(self._address_rrs(Name(_labels(names.split(target))), addrs))
+                addrs = view.endpoints.get(s.target.split(".", 1)[0], Addresses())
+            glue.extend(self._address_rrs(Name(s.target_labels), addrs))
         return Result(Status.ANSWER, answer, glue)
 
     def _external_name(self, owner: Name | None, target: str, qtype: int) -> Result:
@@ -428,16 +428,20 @@ class Lookup:
     def _exposed(self, namespace: str) -> bool:
         return not self._unexposed(namespace)
 
-    def _addresses(self, owner: Name | None, addrs: Addresses, qtype: int, what: str) -> Result:
+    def _addresses(
+        self, owner: Name | None, addrs: Addresses, qtype: int, what: str | Callable[[], str]
+    ) -> Result:
+        """A/AAAA answers, else NODATA saying what `what` (text, or made when needed) lacks."""
         if qtype == A and addrs.v4_packed:
             return Result(Status.ANSWER, [AddressRR(owner, A, self.ttl, ip) for ip in addrs.v4_packed])
         if qtype == AAAA and addrs.v6_packed:
             return Result(Status.ANSWER, [AddressRR(owner, AAAA, self.ttl, ip) for ip in addrs.v6_packed])
+        name = what if isinstance(what, str) else what()
         if qtype == A:
-            return _nodata(f"{what} has no IPv4 address")
+            return _nodata(f"{name} has no IPv4 address")
         if qtype == AAAA:
-            return _nodata(f"{what} has no IPv6 address")
-        return _nodata(f"{what} has addresses only (A/AAAA), no {QTYPE.get(qtype)}")
+            return _nodata(f"{name} has no IPv6 address")
+        return _nodata(f"{name} has addresses only (A/AAAA), no {QTYPE.get(qtype)}")
 
     def _address_rrs(self, owner: Name | None, addrs: Addresses) -> list[Record]:
         rrs: list[Record] = [AddressRR(owner, A, self.ttl, ip) for ip in addrs.v4_packed]
