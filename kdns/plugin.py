@@ -27,7 +27,15 @@ class NoNextPlugin(Exception):
 
 
 class PluginError(Exception):
-    """A plugin could not answer (upstream down, not synced…): the server answers SERVFAIL."""
+    """A plugin could not answer (upstream down, not synced…): the server answers SERVFAIL, with an
+    Extended DNS Error (RFC 8914) of `info_code` whose EXTRA-TEXT is `reason` (default: the message)
+    when the client sent EDNS. The message is what the errors plugin logs, for operators; the reason
+    is what the client reads."""
+
+    def __init__(self, message: str, info_code: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.info_code = info_code  # RFC 8914 §4.1 Other Error unless the plugin knows better
+        self.reason = reason or message
 
 
 class Controller(Protocol):

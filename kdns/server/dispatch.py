@@ -3,7 +3,8 @@
 Server-level answers follow CoreDNS (docs/dns-contract.md §17): REFUSED for non-IN classes (unless
 a plugin on the listener answers them), zone transfers and names no server block serves; BADVERS for
 EDNS version > 0 (RFC 6891 §6.1.3); FORMERR for packets that do not parse (RFC 1035 §4.1.1);
-SERVFAIL when a plugin fails or nothing answers.
+SERVFAIL when a plugin fails or nothing answers. The REFUSED and SERVFAIL replies carry an Extended
+DNS Error (RFC 8914) saying why, when the client sent EDNS (CoreDNS adds none).
 A packet that cannot be answered never escapes as an exception: listeners must outlive it.
 """
 
@@ -17,8 +18,9 @@ from dnslib import CLASS, OPCODE, QTYPE, RCODE
 
 from kdns.chain import Chain
 from kdns.log import core_logger, plugin_logger
-from kdns.protocol.edns import max_reply_size
-from kdns.protocol.message import BADVERS, formerr_reply, new_reply, to_wire
+from kdns.plugin import NoNextPlugin, PluginError
+from kdns.protocol.edns import EdeCode, ede, max_reply_size
+from kdns.protocol.message import BADVERS, add_reply_option, formerr_reply, new_reply, to_wire
 from kdns.protocol.names import zone_matches
 from kdns.protocol.query import Dropped, FormatError
 from kdns.request import Countable, Reply, Request
@@ -31,6 +33,23 @@ _REFUSED_QTYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 # CoreDNS opens them to the whole chain when a block has one of these (core/dnsserver/server.go,
 # EnableChaos). Then the chain sees them like any query (chaos answers CH TXT, forward passes them on).
 _OTHER_CLASS_PLUGINS = ("chaos", "forward")
+
+
+# RFC 8914 §4.22 Not Supported: kdns serves no zone transfers; §4.21 Not Authoritative: the REFUSED
+# of a server asked for a name it neither serves nor recurses for.
+_NO_TRANSFERS = (EdeCode.NOT_SUPPORTED, "zone transfers are not served")
+_ONLY_IN = (EdeCode.NOT_SUPPORTED, "only class IN is served")
+_NOT_SERVED = (EdeCode.NOT_AUTHORITATIVE, "no server block serves this name")
+
+
+def _failure_reason(error: Exception) -> tuple[int, str]:
+    """The EDE of the SERVFAIL for a failed plugin: the plugin's own code and reason (PluginError),
+    else Other Error (RFC 8914 §4.1) in general words: a bug's message is for the log, not clients."""
+    if isinstance(error, PluginError):
+        return error.info_code, error.reason
+    if isinstance(error, NoNextPlugin):
+        return EdeCode.OTHER_ERROR, "no plugin answered: the last one passed the query on"
+    return EdeCode.OTHER_ERROR, "internal error while answering"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +185,13 @@ class Dispatcher:
         return False
 
     @staticmethod
-    def _server_reply(request: Request, rcode: int) -> Reply:
-        """A reply written by the server itself: AA=0, no records (the plugin label is empty)."""
-        return Reply(new_reply(request.query, request.edns, rcode), "")
+    def _server_reply(request: Request, rcode: int, why: tuple[int, str] | None = None) -> Reply:
+        """A reply written by the server itself: AA=0, no records (the plugin label is empty), and
+        `why` as an EDE (INFO-CODE, EXTRA-TEXT) if the client sent EDNS."""
+        message = new_reply(request.query, request.edns, rcode)
+        if why is not None:
+            add_reply_option(message, *ede(*why))
+        return Reply(message, "")
 
     async def _answer(self, request: Request) -> tuple[Reply, Chain | None]:
         """The reply, and the chain that produced it (None when the server answered by itself)."""
@@ -176,11 +199,13 @@ class Dispatcher:
             return self._server_reply(request, BADVERS), None
         if request.query.opcode != OPCODE.QUERY:
             return self._server_reply(request, RCODE.NOTIMP), None
-        if (request.qclass != CLASS.IN and not self._other_classes) or request.qtype in _REFUSED_QTYPES:
-            return self._server_reply(request, RCODE.REFUSED), None
+        if request.qtype in _REFUSED_QTYPES:
+            return self._server_reply(request, RCODE.REFUSED, _NO_TRANSFERS), None
+        if request.qclass != CLASS.IN and not self._other_classes:
+            return self._server_reply(request, RCODE.REFUSED, _ONLY_IN), None
         routed = self.route(request.qname_lower)
         if routed is None:
-            return self._server_reply(request, RCODE.REFUSED), None
+            return self._server_reply(request, RCODE.REFUSED, _NOT_SERVED), None
         request.zone, chain = routed
         try:
             return await chain.handler(request), chain
@@ -189,7 +214,7 @@ class Dispatcher:
         except Exception as e:  # a plugin failure is a SERVFAIL for this query, never a dead listener
             if chain.find("errors") is None:
                 _errors_log.debug("%d %s %s: %s", RCODE.SERVFAIL, request.qname, QTYPE.get(request.qtype), e)
-            return self._server_reply(request, RCODE.SERVFAIL), chain
+            return self._server_reply(request, RCODE.SERVFAIL, _failure_reason(e)), chain
 
     def _finish(
         self, request: Request, reply: Reply, chain: Chain | None = None, counted: bool = True
