@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -67,7 +68,11 @@ def main(argv: Sequence[str]) -> int:
     except (ExplainError, _Failed) as e:
         print(f"kdns explain: {e}", file=sys.stderr)
         return FAILED
-    print(json.dumps(data, indent=2) if args.json else render(data), end="\n" if args.json else "")
+    try:
+        print(json.dumps(data, indent=2) if args.json else render(data), end="\n" if args.json else "")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `kdns explain … | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return ANSWERED if data["answered_by"] else UNANSWERED
 
 
@@ -88,8 +93,8 @@ def _online(args: argparse.Namespace) -> dict[str, Any]:
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise _Failed(
-            f"cannot reach {url} ({reason}): is the `explain` directive in the Corefile? "
-            "Or explain without a server: -conf FILE"
+            f"cannot reach {url} ({reason}): is the `explain` directive in the Corefile? Or explain "
+            "without a server: -conf FILE (it syncs the cluster itself; not inside the DNS Pod)"
         ) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,17 @@ def test_names_outside_every_zone_are_refused(kdns: Callable[..., KdnsProcess]) 
         assert rcode(r) == "REFUSED" and ede(r) == [(20, "no server block serves this name")]
         plain = ask(p.port, "www.example.com.", "A", tcp=tcp, edns=False)
         assert rcode(plain) == "REFUSED" and plain.edns == -1
+
+
+def test_dig_shows_the_extended_error(kdns: Callable[..., KdnsProcess]) -> None:
+    """What docs/debugging.md tells people to look for."""
+    p = kdns("example.org:{port} {\n  bind 127.0.0.1\n  whoami\n}\n")
+    dig = ["dig", "@127.0.0.1", "-p", str(p.port), "www.example.com", "+tries=1", "+time=5"]
+    out = subprocess.run(dig, capture_output=True, text=True, timeout=20, check=True).stdout
+    assert "status: REFUSED" in out
+    assert "; EDE: 20 (Not Authoritative): (no server block serves this name)" in out
+    plain = subprocess.run([*dig, "+noedns"], capture_output=True, text=True, timeout=20, check=True).stdout
+    assert "status: REFUSED" in plain and "EDE" not in plain
 
 
 def test_longest_zone_wins(kdns: Callable[..., KdnsProcess], port: int) -> None:
