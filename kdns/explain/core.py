@@ -17,6 +17,7 @@ from dnslib import QTYPE, RR, DNSRecord
 
 from kdns.explain.search import NDOTS, candidates
 from kdns.plugin import Controller, Traced, find_plugin
+from kdns.plugins._edns import options
 from kdns.plugins._text import qtype_number, qtype_text, rcode_text
 from kdns.plugins.kubernetes import Kubernetes
 from kdns.plugins.kubernetes import explain as kubernetes
@@ -24,6 +25,7 @@ from kdns.plugins.kubernetes.names import pod_search_domains
 from kdns.protocol import names
 from kdns.protocol.edns import ede_name, read_ede
 from kdns.protocol.message import MessageError, parse_message
+from kdns.request import Reply
 
 DEFAULT_CLUSTER_ZONE = "cluster.local."  # when no kubernetes plugin says otherwise
 # RFC 1123 label, which is what a Namespace's name is.
@@ -96,14 +98,11 @@ async def explain(server: Controller, name: str, qtype: int, namespace: str | No
     if namespace is not None and not _NAMESPACE.fullmatch(namespace):
         raise ExplainError(f"bad namespace {namespace!r}: not a DNS label (RFC 1123)")
     out = Explanation(name, qtype_text(qtype), namespace, "", None, None)
-    if namespace is None:
-        asked = [name if name.endswith(".") else name + "."]
-    else:
+    if namespace is not None:
         out.search = list(pod_search_domains(namespace, _cluster_zone(server)))
         out.ndots = NDOTS
-        asked = candidates(name, out.search)
     replies: list[tuple[Attempt, Traced, DNSRecord | None]] = []
-    for qname in asked:
+    for qname in filter(_fits, candidates(name, out.search or ())):
         traced = await server.trace(qname, qtype)
         reply = _parse(traced.wire)
         attempt = _attempt(qname, qtype, traced, reply)
@@ -124,6 +123,15 @@ async def explain(server: Controller, name: str, qtype: int, namespace: str | No
     return out
 
 
+def _fits(qname: str) -> bool:
+    """A name with a search domain appended may pass 255 octets; a resolver skips it, as here."""
+    try:
+        names.from_text(qname)
+    except names.BadName:
+        return False
+    return True
+
+
 def _cluster_zone(server: Controller) -> str:
     plugin = find_plugin(server.plugins(), "kubernetes")
     return plugin.opts.primary_zone if isinstance(plugin, Kubernetes) else DEFAULT_CLUSTER_ZONE
@@ -141,12 +149,8 @@ def _parse(wire: bytes | None) -> DNSRecord | None:
 def _attempt(qname: str, qtype: int, traced: Traced, reply: DNSRecord | None) -> Attempt:
     if reply is None:
         return Attempt(qname, "no reply", False, [], [], [], None, traced.plugin or None, list(traced.zones))
-    rcode = int(reply.header.rcode)
-    opt = next((rr for rr in reply.ar if rr.rtype == QTYPE.OPT), None)
-    if opt is not None:
-        rcode |= (int(opt.ttl) >> 24) << 4
-    options = [(int(o.code), bytes(o.data)) for o in opt.rdata] if opt is not None else []
-    errors = [ExtendedError(code, ede_name(code), text) for code, text in read_ede(options)]
+    rcode = Reply(reply, traced.plugin).rcode  # with the OPT's extended bits
+    errors = [ExtendedError(code, ede_name(code), text) for code, text in read_ede(options(reply) or ())]
     answered = rcode == 0 and any(rr.rtype == qtype or qtype == QTYPE.ANY for rr in reply.rr)
     return Attempt(
         name=qname,

@@ -506,9 +506,10 @@ def test_extended_errors_are_cached_with_the_answer(kdns: Kdns) -> None:
     assert rcode(first) == "NXDOMAIN" and ede(first) == [(15, "reserved name (RFC 6761)")]
     time.sleep(1.1)
     for tcp in (False, True):
-        hit = ask(k.port, "x.invalid", "A", tcp=tcp)
-        assert hit.authority[0].ttl < 30  # counting down: from the cache
-        assert rcode(hit) == "NXDOMAIN" and ede(hit) == [(15, "reserved name (RFC 6761)")]
+        for _ in range(3):  # a hit, then the server's fast path replays its bytes
+            hit = ask(k.port, "x.invalid", "A", tcp=tcp)
+            assert hit.authority[0].ttl < 30  # counting down: from the cache
+            assert rcode(hit) == "NXDOMAIN" and ede(hit) == [(15, "reserved name (RFC 6761)")]
         assert ask(k.port, "x.invalid", "A", tcp=tcp, edns=False).edns == -1
 
 
