@@ -37,12 +37,19 @@ class Explain(Plugin):
         self.address = address
         self.controller = controller
         self.shared = shared
+        self._mounted = False
 
     async def start(self) -> None:
         await _http.mount(self.shared, self.address, PATH, self, self._handle)
+        self._mounted = True
+
+    async def on_shutdown(self) -> None:
+        await self.stop()  # withdrawn before the DNS listeners close: no question finds none
 
     async def stop(self) -> None:
-        await _http.unmount(self.shared, self.address, PATH, self)
+        if self._mounted:
+            self._mounted = False
+            await _http.unmount(self.shared, self.address, PATH, self)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method != "GET":
