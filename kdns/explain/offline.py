@@ -3,9 +3,10 @@
 So an explanation needs no running kdns: from a laptop against `manifests`, or from a debug Pod that
 lists and watches the API itself. The plugins are set up exactly as the server sets them up and the
 questions go through a Dispatcher of the first listener, as the server's own re-entry does; only the
-plugins that answer queries are started. Those beside the query path (health, ready, prometheus,
-reload, explain) would open HTTP ports that the real server may hold, and `loop` would send its
-probe to the listen address, where another server may answer: neither changes an answer.
+plugins that answer queries are started. The others would open HTTP ports the real server may
+hold (health, ready, prometheus, reload, explain) or send loop's probe to the listen address, where
+another server may answer; none of them changes an answer (prometheus still counts in its query
+path, it just serves no /metrics).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from kdns.server.dispatch import Dispatcher
 from kdns.server.listeners import DispatcherSlot, Listener
 from kdns.server.trace import ask, trace
 
-_NOT_STARTED = frozenset({"loop"})
+# In the query path, but started only for what they do beside it: /metrics, loop's probe.
+_NOT_STARTED = frozenset({"prometheus", "loop"})
 
 
 class OfflineServer:

@@ -6,6 +6,7 @@ namespace; the directive's HTTP errors and Corefile errors."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable
@@ -17,10 +18,12 @@ import pytest
 from kdns.corefile import CorefileError
 from kdns.plugins.explain import Explain, setup
 from tests.support import objects as o
+from tests.support.apiserver import ApiServer
 from tests.support.http import get
 from tests.support.ports import free_port
 from tests.support.process import KdnsProcess, run_kdns
 from tests.support.units import context, directive
+from tests.support.upstream import running_upstreams
 
 HTTP = o.port("http", 80)
 CLUSTER = [
@@ -168,6 +171,55 @@ def test_bad_questions_are_usage_errors(kdns_explain: Explainer) -> None:
     ):
         r = kdns_explain(*args)
         assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+KIND_COREFILE = """.:53 {
+    errors
+    health 127.0.0.1:%(held)d
+    ready 127.0.0.1:%(held)d
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        endpoint %(api)s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    prometheus 127.0.0.1:%(held)d
+    forward . %(upstream)s {
+        max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
+def test_offline_from_the_api_with_kinds_corefile(tmp_path: Path) -> None:
+    """`-conf` lists the cluster from the API itself and forwards as the server would; the plugins
+    beside the query path stay off (their port is held here: had one started, it would fail)."""
+    with ApiServer() as api, running_upstreams() as upstreams, socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        for obj in CLUSTER:
+            api.add(obj)
+        up = upstreams()
+        up.add("www.example.org.", "A", "192.0.2.80")
+        corefile = tmp_path / "Corefile"
+        corefile.write_text(KIND_COREFILE % {"api": api.url, "upstream": up.address,
+                                             "held": held.getsockname()[1]})  # fmt: skip
+        r = run_kdns(["explain", "docs.default.svc.cluster.local", "-conf", str(corefile), "--json"])
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["tried"][0]["answer"] == [
+            "docs.default.svc.cluster.local. 30 IN CNAME www.example.org.",
+            "www.example.org. 30 IN A 192.0.2.80",
+        ]
+        assert data["cluster"]["service"]["external_name"] == "www.example.org"
+        r = run_kdns(["explain", "www.example.org", "-conf", str(corefile), "--json"])
+        tried = json.loads(r.stdout)["tried"]
+        assert [(t["plugin"], t["server_block"]) for t in tried] == [("forward", ["."])]
+        assert {q.qname for q in up.seen()} == {"www.example.org."}
 
 
 # --- the directive ------------------------------------------------------------------------------------
