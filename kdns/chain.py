@@ -16,8 +16,9 @@ from dnslib import QTYPE, RCODE
 
 from kdns.corefile.model import Corefile
 from kdns.log import plugin_logger
-from kdns.plugin import Controller, Handler, NoNextPlugin, NowHandler, Plugin, find_plugin
-from kdns.protocol.message import new_reply
+from kdns.plugin import Controller, Handler, NoNextPlugin, NowHandler, Plugin, PluginError, find_plugin
+from kdns.protocol.edns import EdeCode, ede
+from kdns.protocol.message import add_reply_option, new_reply
 from kdns.protocol.names import zone_matches
 from kdns.protocol.query import FormatError
 from kdns.request import Reply, Request
@@ -67,6 +68,16 @@ def _link_now(plugin: Plugin, next_now: NowHandler) -> NowHandler:
     return handle
 
 
+def _failure_reason(error: Exception) -> tuple[int, str]:
+    """The EDE of the SERVFAIL for a failed plugin: the plugin's own code and reason (PluginError),
+    else Other Error (RFC 8914 §4.1) in general words: a bug's message is for the log, not clients."""
+    if isinstance(error, PluginError):
+        return error.info_code, error.reason
+    if isinstance(error, NoNextPlugin):
+        return EdeCode.OTHER_ERROR, "no plugin answered: the last one passed the query on"
+    return EdeCode.OTHER_ERROR, "internal error while answering"
+
+
 class Chain:
     """The plugins of one server block and their composed handlers."""
 
@@ -90,7 +101,9 @@ class Chain:
         except Exception as e:
             if not self._reports_failures:
                 _errors_log.debug("%d %s %s: %s", RCODE.SERVFAIL, request.qname, QTYPE.get(request.qtype), e)
-            return Reply(new_reply(request.query, request.edns, RCODE.SERVFAIL), "")
+            message = new_reply(request.query, request.edns, RCODE.SERVFAIL)
+            add_reply_option(message, *ede(*_failure_reason(e)))  # only when the client sent EDNS
+            return Reply(message, "")
 
     def answer_now(self, request: Request) -> Reply | None:
         """The block's reply without awaiting, or None when a plugin must await (or fails: `answer`

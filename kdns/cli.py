@@ -1,6 +1,7 @@
 """Command line in CoreDNS's shape (Go-style single-dash flags), start-up and signals.
 
 kubeadm's Deployment passes `-conf /etc/coredns/Corefile` as args, so these flags are the contract.
+One subcommand beside them, `kdns explain …` (kdns/explain/cli.py); any other bare word is an error.
 Signals as CoreDNS (docs/dns-contract.md §19): TERM/INT graceful (a second INT forces), QUIT
 immediate, USR1 reload, HUP ignored.
 """
@@ -69,6 +70,11 @@ def load_corefile(path: str, port: int) -> Corefile:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["explain"]:  # the one subcommand; CoreDNS's flags never take a bare word first
+        from kdns.explain.cli import main as explain
+
+        return explain(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging()
     log = core_logger()

@@ -37,7 +37,27 @@ class NoNextPlugin(Exception):
 
 
 class PluginError(Exception):
-    """A plugin could not answer (upstream down, not synced…): the server answers SERVFAIL."""
+    """A plugin could not answer (upstream down, not synced…): the server answers SERVFAIL, with an
+    Extended DNS Error (RFC 8914) of `info_code` whose EXTRA-TEXT is `reason` (default: the message)
+    when the client sent EDNS. The message is what the errors plugin logs, for operators; the reason
+    is what the client reads."""
+
+    def __init__(self, message: str, info_code: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.info_code = info_code  # RFC 8914 §4.1 Other Error unless the plugin knows better
+        self.reason = reason or message
+
+
+@dataclass(frozen=True, slots=True)
+class Traced:
+    """One question run through the server as a client's (`kdns explain`): the reply's bytes, and
+    who wrote them."""
+
+    wire: bytes | None  # None: no reply at all (a plugin chose silence: acl's `drop`)
+    plugin: str  # the plugin that wrote the reply; "" when the server itself did (or none is known)
+    block: tuple[Plugin, ...]  # the plugins of the server block the name went to; () when none
+    zones: tuple[str, ...]  # that block's zones
+    listener: str  # the listener whose configuration answered, as metrics name it: "dns://:53"
 
 
 class Controller(Protocol):
@@ -61,6 +81,10 @@ class Controller(Protocol):
 
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
         """Run a new query through the whole server, as CoreDNS's re-entry does (ExternalName chase)."""
+
+    async def trace(self, qname: str, qtype: int) -> Traced:
+        """Ask the server `qname` (escaped text) like an EDNS client over TCP, and say who answered
+        (the explain plugin). Raises kdns.protocol.names.BadName for a name that cannot be asked."""
 
     def serves(self, qname: str) -> bool:
         """Would `resolve` reach a server block for `qname` (lower-case)? When not, it answers

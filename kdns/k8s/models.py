@@ -71,6 +71,12 @@ def _ports(ports: list[JSON] | None) -> tuple[ServicePort, ...]:
     )
 
 
+# Service.flags bits: facts DNS answers do not depend on but `kdns explain` reports. One small int
+# for both (small ints are shared objects), so they cost a Service one slot.
+HAS_SELECTOR = 1  # spec.selector is set: the EndpointSlice controller writes its slices
+PUBLISH_NOT_READY = 2  # spec.publishNotReadyAddresses: its endpoints are all marked ready
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     namespace: str
@@ -80,11 +86,11 @@ class Service:
     headless: bool
     external_name: str  # "" unless type is ExternalName
     ports: tuple[ServicePort, ...]
-    publish_not_ready: bool = False  # spec.publishNotReadyAddresses (the reason text names it)
     # What the k8s_external plugin serves outside the cluster (CoreDNS's Service.ExternalIPs, kept
     # apart here): spec.externalIPs, and status.loadBalancer.ingress entries (an IP, else a hostname).
     external_ips: tuple[str, ...] = ()
     ingress: tuple[str, ...] = ()
+    flags: int = 0  # HAS_SELECTOR | PUBLISH_NOT_READY
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,6 +99,14 @@ class Service:
     @property
     def is_external_name(self) -> bool:
         return self.type == "ExternalName"
+
+    @property
+    def has_selector(self) -> bool:
+        return bool(self.flags & HAS_SELECTOR)
+
+    @property
+    def publish_not_ready(self) -> bool:
+        return bool(self.flags & PUBLISH_NOT_READY)
 
     @classmethod
     def from_json(cls, obj: JSON) -> Service:
@@ -113,10 +127,19 @@ class Service:
             headless=headless,
             external_name=str(spec.get("externalName") or "") if svc_type == "ExternalName" else "",
             ports=ports,
-            publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
             external_ips=tuple(_u(ip) for ip in spec.get("externalIPs") or () if ip),
             ingress=tuple(_u(a) for a in (i.get("ip") or i.get("hostname") for i in ingress) if a),
+            # An empty selector selects nothing: the API treats it as none (a selector-less Service).
+            flags=(HAS_SELECTOR if spec.get("selector") else 0)
+            | (PUBLISH_NOT_READY if spec.get("publishNotReadyAddresses") else 0),
         )
+
+
+# Endpoint.flags bits: the conditions DNS does not read (it reads `ready` alone), for `kdns explain`.
+# Set bits are the exceptions to the API's defaults for an absent condition (serving: true,
+# terminating: false), so flags=0 is the common endpoint, and one small int costs one slot.
+NOT_SERVING = 1  # conditions.serving is false
+TERMINATING = 2  # conditions.terminating is true
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +148,15 @@ class Endpoint:
     ready: bool  # conditions.ready true or absent (absent = unknown = ready)
     hostname: str | None
     target_name: str | None  # targetRef.name when it is a Pod (for endpoint_pod_names)
+    flags: int = 0  # NOT_SERVING | TERMINATING
+
+    @property
+    def serving(self) -> bool:
+        return not self.flags & NOT_SERVING
+
+    @property
+    def terminating(self) -> bool:
+        return bool(self.flags & TERMINATING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +178,8 @@ class EndpointSlice:
         labels = meta.get("labels") or {}
         endpoints = []
         for ep in obj.get("endpoints") or ():
-            ready = (ep.get("conditions") or {}).get("ready")
+            conditions = ep.get("conditions") or {}
+            ready = conditions.get("ready")
             ref = ep.get("targetRef") or {}
             endpoints.append(
                 Endpoint(
@@ -156,6 +189,8 @@ class EndpointSlice:
                     target_name=_u(ref["name"])
                     if ref.get("kind", "Pod") == "Pod" and ref.get("name")
                     else None,
+                    flags=(NOT_SERVING if conditions.get("serving") is False else 0)
+                    | (TERMINATING if conditions.get("terminating") else 0),
                 )
             )
         ports = _ports(obj.get("ports"))

@@ -1,9 +1,10 @@
 """The plugin registry: which directives kdns implements, and the one order they run in.
 
 As in CoreDNS (plugin.cfg), execution order is fixed here, not by the order of lines in the
-Corefile. Each implemented plugin is a module `kdns.plugins.<name>` exposing
-`setup(directive, ctx) -> Plugin`; a directive is implemented exactly when that module exists, and
-modules are imported only when a Corefile uses them.
+Corefile: CoreDNS's order, with kdns's own directives (KDNS_ONLY) placed in it. Each implemented
+plugin is a module `kdns.plugins.<name>` exposing `setup(directive, ctx) -> Plugin`; a directive is
+implemented exactly when that module exists, and modules are imported only when a Corefile uses
+them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ COREDNS_ORDER: tuple[str, ...] = (
     "nomad",
 )  # fmt: skip
 
+# kdns's own directives, none of CoreDNS's, and the directive each follows in the order. `explain`
+# serves HTTP beside the server and is not in the query path, so its place changes nothing; it sits
+# with the other HTTP endpoints.
+KDNS_ONLY: dict[str, str] = {"explain": "prometheus"}
+ORDER: tuple[str, ...] = tuple(
+    name
+    for coredns in COREDNS_ORDER
+    for name in (coredns, *(own for own, after in KDNS_ONLY.items() if after == coredns))
+)
+
 # Directives kdns does not implement but may ignore (with a warning), because they cannot change any
 # answer: each only exposes or tunes the process. Every other unimplemented directive is a Corefile
 # error, as CoreDNS treats a directive it does not know: ignoring a `rewrite`, `timeouts` or `dnstap`
@@ -51,11 +62,11 @@ IGNORABLE: dict[str, str] = {
 
 def is_implemented(name: str) -> bool:
     """A directive is implemented when its module `kdns.plugins.<name>` exists."""
-    return name in COREDNS_ORDER and importlib.util.find_spec(f"kdns.plugins.{name}") is not None
+    return name in ORDER and importlib.util.find_spec(f"kdns.plugins.{name}") is not None
 
 
 def implemented_in_order() -> tuple[str, ...]:
-    return tuple(name for name in COREDNS_ORDER if is_implemented(name))
+    return tuple(name for name in ORDER if is_implemented(name))
 
 
 SetupFunc = Callable[[Directive, SetupContext], Plugin]
@@ -63,11 +74,11 @@ SetupFunc = Callable[[Directive, SetupContext], Plugin]
 
 def rank(name: str) -> int:
     """Position of a directive in the execution order."""
-    return COREDNS_ORDER.index(name)
+    return ORDER.index(name)
 
 
 def is_known(name: str) -> bool:
-    return name in COREDNS_ORDER
+    return name in ORDER
 
 
 def is_ignorable(name: str) -> bool:

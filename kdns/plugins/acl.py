@@ -5,8 +5,9 @@ Each `acl` line is a rule for ZONES (default the server block's); the lines of a
 plugin and are checked in order. For a query whose name is in a rule's zones, the rule's policies are
 tried in order and the first whose types and sources both match decides:
 - `allow`: the query goes on to the next plugin, no later rule is checked;
-- `block`: REFUSED, with an Extended DNS Error "Blocked" (RFC 8914 code 15);
-- `filter`: NOERROR with no records, EDE "Filtered" (17);
+- `block`: REFUSED, with an Extended DNS Error "Blocked" (RFC 8914 code 15), EXTRA-TEXT "blocked by
+  the server's acl";
+- `filter`: NOERROR with no records, EDE "Filtered" (17), "filtered by the server's acl";
 - `drop`: no reply at all.
 A rule with no matching policy passes the query to the next rule; after the last, it goes on.
 `type` lists QTYPE mnemonics (`*`: all, the default); `net` lists CIDRs or addresses (`*`: all, the
@@ -111,7 +112,9 @@ class Acl(Plugin):
         blocked = action is Action.BLOCK
         (BLOCKED if blocked else FILTERED).labels(*labels).inc()
         msg = request.reply(RCODE.REFUSED if blocked else RCODE.NOERROR)
-        _edns.add_reply_option(msg, *_edns.ede(_edns.EDE_BLOCKED if blocked else _edns.EDE_FILTERED))
+        # CoreDNS sends these codes without EXTRA-TEXT; the text tells a person which plugin did it.
+        code, text = (_edns.EdeCode.BLOCKED, "blocked") if blocked else (_edns.EdeCode.FILTERED, "filtered")
+        _edns.add_reply_option(msg, *_edns.ede(code, f"{text} by the server's acl"))
         return Reply(msg, self.name)
 
 

@@ -41,6 +41,21 @@ def new_reply(query: Query, edns: Edns | None, rcode: int = RCODE.NOERROR, aa: b
     return reply
 
 
+def opt_record(message: DNSRecord) -> RR | None:
+    """The message's OPT pseudo-record, if any (dnslib keeps it as a plain RR in `ar`)."""
+    return next((rr for rr in message.ar if rr.rtype == QTYPE.OPT), None)
+
+
+def add_reply_option(message: DNSRecord, code: int, data: bytes) -> bool:
+    """Append an option to a reply's OPT. A reply has an OPT only when the client sent one (RFC 6891
+    §7): without it there is nowhere to put the option, and nothing is added (False)."""
+    opt = opt_record(message)
+    if opt is None:
+        return False
+    opt.rdata.append(EDNSOption(code, data))
+    return True
+
+
 class MessageError(ValueError):
     """A message dnslib cannot read (an upstream's reply, for the forward plugin)."""
 

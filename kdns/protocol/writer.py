@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from kdns.protocol.edns import Edns, opt_record
+from kdns.protocol.edns import Edns, opt_wire
 from kdns.protocol.query import Query
 
 Name = Sequence[bytes]  # labels, as they are to be spelled
@@ -154,7 +154,7 @@ class MessageWriter:
         an, ns, ar = self.counts
         opt = b""
         if edns is not None:
-            opt = opt_record(edns, rcode >> 4, options)
+            opt = opt_wire(edns, rcode >> 4, options)
             ar += 1
         head = struct.pack("!HHHHHH", q.id, flags, 1, an, ns, ar)
         return head + bytes(self.buf) + opt

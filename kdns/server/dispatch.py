@@ -9,8 +9,9 @@ Three ways a query is answered, fastest first:
 Server-level answers follow CoreDNS (docs/dns-contract.md §17): REFUSED for non-IN classes (unless
 a plugin on the listener answers them), zone transfers and names no server block serves; BADVERS for
 EDNS version > 0 (RFC 6891 §6.1.3); FORMERR for packets that do not parse (RFC 1035 §4.1.1);
-SERVFAIL when a plugin fails or nothing answers. A packet that cannot be answered never escapes as
-an exception: listeners must outlive it.
+SERVFAIL when a plugin fails or nothing answers. The REFUSED and SERVFAIL replies carry an Extended
+DNS Error (RFC 8914) saying why, when the client sent EDNS (CoreDNS adds none). A packet that cannot
+be answered never escapes as an exception: listeners must outlive it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from dnslib import RCODE
 from kdns.chain import Chain, Routes
 from kdns.log import core_logger
 from kdns.observe import FastObserver, Observer, Outcome, Served
-from kdns.protocol.edns import max_reply_size
-from kdns.protocol.message import BADVERS, fit, formerr_reply, new_reply, to_wire
+from kdns.protocol.edns import EdeCode, ede, max_reply_size
+from kdns.protocol.message import BADVERS, add_reply_option, fit, formerr_reply, new_reply, to_wire
 from kdns.protocol.query import Dropped, FormatError
 from kdns.request import Reply, Request
 from kdns.server import fastpath
@@ -34,6 +35,12 @@ _REFUSED_QTYPES = frozenset({252, 251})  # AXFR, IXFR
 _QUERY, _CLASS_IN = 0, 1  # OPCODE QUERY, CLASS IN (RFC 1035 §4.1.1, §3.2.4)
 _NOTIMP, _REFUSED = 4, 5
 _NO_CLIENT = ("", 0)  # prepare's requests: a template's reply must not depend on who asked
+# RFC 8914 §4.22 Not Supported: kdns serves no zone transfers; §4.21 Not Authoritative: the REFUSED
+# of a server asked for a name it neither serves nor recurses for.
+_NO_TRANSFERS = (EdeCode.NOT_SUPPORTED, "zone transfers are not served")
+_ONLY_IN = (EdeCode.NOT_SUPPORTED, "only class IN is served")
+_NOT_SERVED = (EdeCode.NOT_AUTHORITATIVE, "no server block serves this name")
+Why = tuple[int, str] | None  # an EDE for the server's own reply: (INFO-CODE, EXTRA-TEXT)
 
 
 class Dispatcher:
@@ -148,31 +155,35 @@ class Dispatcher:
         limit = max_reply_size(request.edns, request.proto == "tcp")
         return self.answers.store(key, out, reuse, reply.shuffle, self.answers.slot(kind, info), limit)
 
-    def _server_rcode(self, request: Request) -> int | None:
-        """The rcode the server answers by itself, before any chain; None: a chain answers."""
+    def _server_rcode(self, request: Request) -> tuple[int, Why] | None:
+        """The rcode (and why) the server answers by itself, before any chain; None: a chain answers."""
         if request.edns is not None and request.edns.version > 0:
-            return BADVERS
+            return BADVERS, None
         if request.query.opcode != _QUERY:
-            return _NOTIMP
-        if request.qtype in _REFUSED_QTYPES or (
-            request.qclass != _CLASS_IN and not self.routes.answers_other_classes
-        ):
-            return _REFUSED
+            return _NOTIMP, None
+        if request.qtype in _REFUSED_QTYPES:
+            return _REFUSED, _NO_TRANSFERS
+        if request.qclass != _CLASS_IN and not self.routes.answers_other_classes:
+            return _REFUSED, _ONLY_IN
         return None
 
     @staticmethod
-    def _server_reply(request: Request, rcode: int) -> Reply:
-        """A reply written by the server itself: AA=0, no records (the plugin label is empty)."""
-        return Reply(new_reply(request.query, request.edns, rcode), "")
+    def _server_reply(request: Request, rcode: int, why: Why = None) -> Reply:
+        """A reply written by the server itself: AA=0, no records (the plugin label is empty), and
+        `why` as an EDE (INFO-CODE, EXTRA-TEXT) if the client sent EDNS."""
+        message = new_reply(request.query, request.edns, rcode)
+        if why is not None:
+            add_reply_option(message, *ede(*why))
+        return Reply(message, "")
 
     async def _answer(self, request: Request) -> tuple[Reply, Chain | None]:
         """The reply, and the chain that produced it (None when the server answered by itself)."""
-        rcode = self._server_rcode(request)
-        if rcode is not None:
-            return self._server_reply(request, rcode), None
+        itself = self._server_rcode(request)
+        if itself is not None:
+            return self._server_reply(request, *itself), None
         routed = self.routes.match(request.qname_lower)
         if routed is None:
-            return self._server_reply(request, RCODE.REFUSED), None
+            return self._server_reply(request, RCODE.REFUSED, _NOT_SERVED), None
         request.zone, chain = routed
         return await chain.answer(request), chain
 

@@ -16,14 +16,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dnslib import DNSQuestion, DNSRecord
+from dnslib import DNSRecord
 
 from kdns.chain import ListenKey, Planner, ServerPlan
 from kdns.corefile import Corefile, CorefileError, parse_file
 from kdns.log import core_logger
-from kdns.plugin import Plugin, ReloadObserver
+from kdns.plugin import Plugin, ReloadObserver, Traced
 from kdns.server.dispatch import Dispatcher
 from kdns.server.listeners import DispatcherSlot, Listener
+from kdns.server.trace import ask, trace
 
 _log = core_logger()
 
@@ -63,10 +64,12 @@ class Runtime:
         self.stopped.set()
 
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
-        query = DNSRecord(q=DNSQuestion(qname, qtype))  # DNSRecord.question() wants a type name, not a number
         listener = next(iter(self.listeners.values()))
-        wire = await listener.slot.dispatcher.handle(bytes(query.pack()), proto, ("127.0.0.1", 0))
-        return DNSRecord.parse(wire) if wire else query.reply()
+        return await ask(listener.slot.dispatcher, qname, qtype, proto)
+
+    async def trace(self, qname: str, qtype: int) -> Traced:
+        listener = next(iter(self.listeners.values()))
+        return await trace(listener.slot.dispatcher, qname, qtype)
 
     def serves(self, qname: str) -> bool:
         listener = next(iter(self.listeners.values()))

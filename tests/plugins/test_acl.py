@@ -14,7 +14,7 @@ import pytest
 
 from kdns.corefile import CorefileError
 from kdns.plugins import acl
-from tests.support.dnsclient import ask, rcode
+from tests.support.dnsclient import ask, ede, rcode
 from tests.support.process import KdnsProcess
 from tests.support.units import context, directive
 
@@ -79,20 +79,17 @@ CORE = """.:{port} {
 """
 
 
-def ede_codes(msg: dns.message.Message) -> list[int]:
-    return [o.code for o in msg.options if o.otype == dns.edns.EDE]
-
-
 @pytest.mark.parametrize("tcp", [False, True])
 def test_actions_from_real_sources(kdns: Callable[..., KdnsProcess], tcp: bool) -> None:
     p = kdns(CORE)
     assert rcode(ask(p.port, "www.example.org.", tcp=tcp, source="127.0.0.1")) == "NOERROR"
     blocked = ask(p.port, "www.example.org.", tcp=tcp, source="127.0.0.2")
-    assert rcode(blocked) == "REFUSED" and ede_codes(blocked) == [15] and not blocked.answer
+    assert rcode(blocked) == "REFUSED" and not blocked.answer
+    assert ede(blocked) == [(15, "blocked by the server's acl")]
     # block is for type A only: the next policy (filter) does not match 127.0.0.2, so it is allowed
     assert rcode(ask(p.port, "www.example.org.", "AAAA", tcp=tcp, source="127.0.0.2")) == "NOERROR"
     filtered = ask(p.port, "www.example.org.", "TXT", tcp=tcp, source="127.0.0.3")
-    assert rcode(filtered) == "NOERROR" and ede_codes(filtered) == [17]
+    assert rcode(filtered) == "NOERROR" and ede(filtered) == [(17, "filtered by the server's acl")]
     assert not filtered.answer and not filtered.additional  # whoami's records would be here
     plain = ask(p.port, "www.example.org.", tcp=tcp, source="127.0.0.3", edns=False)
     assert rcode(plain) == "NOERROR" and plain.edns == -1  # no OPT for a client that sent none

@@ -5,6 +5,7 @@ prefetch)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from urllib.request import urlopen
@@ -28,7 +29,15 @@ from kdns.request import Reply, Request, Reuse
 from tests.plugins.kubernetes import cluster
 from tests.support import objects as o
 from tests.support.apiserver import ApiServer
-from tests.support.dnsclient import answer_texts, ask, has_flag, rcode, section_rrsets
+from tests.support.dnsclient import (
+    answer_texts,
+    ask,
+    assert_positive_unchanged,
+    ede,
+    has_flag,
+    rcode,
+    section_rrsets,
+)
 from tests.support.ports import free_port
 from tests.support.process import KdnsProcess
 from tests.support.upstream import FakeUpstream, running_upstreams
@@ -444,6 +453,73 @@ def test_serve_stale_immediate_and_verify(kdns: Kdns, upstreams: Upstreams) -> N
     time.sleep(1.2)
     stale = ask(k2.port, "www.example.org", "A", timeout=10)
     assert rcode(stale) == "NOERROR" and answer_texts(stale) == ["192.0.2.3"] and stale.answer[0].ttl == 0
+
+
+def test_stale_and_cached_errors_say_so(kdns: Kdns, upstreams: Upstreams) -> None:
+    """RFC 8914: 3 Stale Answer, 19 Stale NXDOMAIN Answer (serve_stale), 13 Cached Error (a cached
+    SERVFAIL), over UDP and TCP; a client without EDNS gets no OPT and so no EDE."""
+    up = upstreams(soa_ttl=1)
+    up.add("www.example.org.", "A", "192.0.2.1", ttl=1)
+    k = kdns(_corefile(up, "cache 30 {\n success 1024 30 1\n denial 1024 30 1\n serve_stale 1h\n}"))
+    assert ede(ask(k.port, "www.example.org", "A")) == []  # a fresh answer needs no explaining
+    assert rcode(ask(k.port, "gone.example.org", "A")) == "NXDOMAIN"
+    up.stop()
+    time.sleep(1.2)
+    stale = re.compile(r"expired \d+s ago, served stale \(cache serve_stale\): it is being refreshed")
+    for tcp in (False, True):
+        r = ask(k.port, "www.example.org", "A", tcp=tcp, timeout=10)
+        assert answer_texts(r) == ["192.0.2.1"]
+        [(code, text)] = ede(r)
+        assert code == 3 and stale.fullmatch(text), text
+        nx = ask(k.port, "gone.example.org", "A", tcp=tcp, timeout=10)
+        [(code, text)] = ede(nx)
+        assert rcode(nx) == "NXDOMAIN" and code == 19 and stale.fullmatch(text), text
+        plain = ask(k.port, "www.example.org", "A", tcp=tcp, edns=False, timeout=10)
+        assert answer_texts(plain) == ["192.0.2.1"] and plain.edns == -1
+    failing = upstreams(mode="servfail")
+    k2 = kdns(_corefile(failing, "cache 30 {\n servfail 30s\n}"))
+    first = ask(k2.port, "www.example.org", "A")
+    assert rcode(first) == "SERVFAIL" and ede(first) == []  # the upstream's own SERVFAIL, passed on
+    for tcp in (False, True):
+        r = ask(k2.port, "www.example.org", "A", tcp=tcp)
+        [(code, text)] = ede(r)
+        assert rcode(r) == "SERVFAIL" and code == 13
+        assert re.fullmatch(r"cached SERVFAIL; the source is asked again in \d+s", text), text
+        assert ask(k2.port, "www.example.org", "A", tcp=tcp, edns=False).edns == -1
+    assert len(failing.seen()) == 1
+
+
+def test_extended_errors_are_cached_with_the_answer(kdns: Kdns) -> None:
+    """A negative answer's EDE comes back from the cache with it (CoreDNS drops it with the OPT)."""
+    k = kdns(""".:{port} {
+    cache 30 {
+        denial 1024 30 1
+    }
+    template IN A invalid {
+        rcode NXDOMAIN
+        authority "invalid. 60 IN SOA ns.invalid. hostmaster.invalid. (1 60 60 60 60)"
+        ederror 15 "reserved name (RFC 6761)"
+    }
+}
+""")
+    first = ask(k.port, "x.invalid", "A")
+    assert rcode(first) == "NXDOMAIN" and ede(first) == [(15, "reserved name (RFC 6761)")]
+    time.sleep(1.1)
+    for tcp in (False, True):
+        for _ in range(3):  # a hit, then the server's fast path replays its bytes
+            hit = ask(k.port, "x.invalid", "A", tcp=tcp)
+            assert hit.authority[0].ttl < 30  # counting down: from the cache
+            assert rcode(hit) == "NXDOMAIN" and ede(hit) == [(15, "reserved name (RFC 6761)")]
+        assert ask(k.port, "x.invalid", "A", tcp=tcp, edns=False).edns == -1
+
+
+def test_cached_positive_answers_are_unchanged(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(up, "cache 30 {\n keepttl\n}"))  # keepttl: the same TTL in both replies
+    for tcp in (False, True):
+        assert_positive_unchanged(k.port, "www.example.org.", "A", tcp=tcp)
+    assert len(up.seen()) == 1  # the other three are cache hits
 
 
 def test_prefetch_refreshes_popular_entries(kdns: Kdns, upstreams: Upstreams) -> None:

@@ -23,7 +23,7 @@ from kdns.plugins.forward.config import ForwardConfig, HealthCheckConfig, Upstre
 from kdns.plugins.forward.plugin import Forward
 from kdns.plugins.forward.policy import RoundRobin, random_order, sequential_order
 from kdns.request import Request
-from tests.support.dnsclient import answer_texts, ask, has_flag, rcode
+from tests.support.dnsclient import answer_texts, ask, assert_positive_unchanged, ede, has_flag, rcode
 from tests.support.process import KdnsProcess, run_kdns
 from tests.support.upstream import FakeUpstream, running_upstreams
 
@@ -335,6 +335,70 @@ def test_max_concurrent_refuses_beyond_the_limit(kdns: Kdns,
     assert set(codes) == {"REFUSED", "NOERROR"}
     assert up.max_inflight <= 2
     assert len(up.seen()) == codes.count("NOERROR")
+    for r in replies:  # RFC 8914 §4.1 Other Error: the REFUSED says why (see forward/plugin.py)
+        assert ede(r) == ([(0, "too many queries in flight upstream (forward max_concurrent 2); try again")]
+                          if rcode(r) == "REFUSED" else [])
+
+
+def test_max_concurrent_refusal_over_udp_and_tcp_with_and_without_edns(kdns: Kdns,
+                                                                        upstreams: Upstreams) -> None:
+    up = upstreams(delay=1.5)
+    up.add("slow.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(f"forward . {up.address} {{\n max_concurrent 1\n}}"))
+    asks = [(tcp, edns) for tcp in (False, True) for edns in (0, False)]
+    with ThreadPoolExecutor(1 + len(asks)) as pool:
+        first = pool.submit(ask, k.port, "slow.example.org", "A", timeout=10)  # takes the one slot
+        up.wait_for(lambda: len(up.seen()) == 1)
+        refused = list(pool.map(lambda a: ask(k.port, "slow.example.org", "A", tcp=a[0], edns=a[1]), asks))
+        assert answer_texts(first.result()) == ["192.0.2.1"]
+    for (_, edns), r in zip(asks, refused, strict=True):
+        assert rcode(r) == "REFUSED"
+        if edns is False:
+            assert r.edns == -1  # a client without EDNS gets no OPT, so no EDE
+        else:
+            reason = "too many queries in flight upstream (forward max_concurrent 1); try again"
+            assert ede(r) == [(0, reason)]
+
+
+def test_upstream_failures_carry_extended_dns_errors(kdns: Kdns, upstreams: Upstreams) -> None:
+    """23 Network Error while the upstream is not marked down (health checks off: `max_fails 0`);
+    22 No Reachable Authority once health checks have marked every upstream down. Over UDP and TCP,
+    and nothing for a client without EDNS."""
+    a, b = upstreams(), upstreams()
+    a.stop()
+    b.stop()
+    asks = [(tcp, edns) for tcp in (False, True) for edns in (0, False)]
+    k = kdns(_corefile(f"forward . {a.address} {{\n max_fails 0\n}}"))
+    with ThreadPoolExecutor(len(asks)) as pool:  # each one retries for forward's 5 s deadline
+        replies = list(pool.map(lambda q: ask(k.port, "www.example.org", "A", tcp=q[0], edns=q[1],
+                                              timeout=15), asks))
+    for (tcp, edns), r in zip(asks, replies, strict=True):
+        assert rcode(r) == "SERVFAIL"
+        proto = "tcp" if tcp else "udp"
+        expected = f"upstream failed: {'dial' if tcp else 'read'} {proto} {a.address}: connection refused"
+        assert (r.edns == -1) if edns is False else (ede(r) == [(23, expected)])
+    k2 = kdns(_corefile(f"forward . {a.address} {b.address} {{\n policy sequential\n health_check 0.1s\n}}"))
+    with ThreadPoolExecutor(len(asks)) as pool:
+        replies = list(pool.map(lambda q: ask(k2.port, "www.example.org", "A", tcp=q[0], edns=q[1],
+                                              timeout=15), asks))
+    for (_, edns), r in zip(asks, replies, strict=True):
+        assert rcode(r) == "SERVFAIL"
+        if edns is False:
+            assert r.edns == -1
+            continue
+        [(code, text)] = ede(r)
+        assert code == 22
+        assert text.startswith(f"every upstream is marked down by failed health checks ({a.address}, "
+                               f"{b.address}); last error: ")
+        assert text.endswith("connection refused")
+
+
+def test_positive_answers_are_unchanged(kdns: Kdns, upstreams: Upstreams) -> None:
+    up = upstreams()
+    up.add("www.example.org.", "A", "192.0.2.1")
+    k = kdns(_corefile(f"forward . {up.address}"))
+    for tcp in (False, True):
+        assert_positive_unchanged(k.port, "www.example.org.", "A", tcp=tcp)
 
 
 def test_from_and_except_route_to_next_plugin(kdns: Kdns,

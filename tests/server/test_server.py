@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.support.dnsclient import ask, has_flag, rcode
+from tests.support.dnsclient import ask, assert_positive_unchanged, ede, has_flag, rcode
 from tests.support.process import KdnsProcess, run_kdns
 
 WHOAMI = ".:{port} {\n  bind 127.0.0.1\n  whoami\n}\n"
@@ -65,8 +66,12 @@ def test_responses_are_never_answered(server: KdnsProcess) -> None:
 def test_non_in_class_and_transfers_are_refused(server: KdnsProcess) -> None:
     r = ask(server.port, "version.bind.", "TXT", rdclass="CH")
     assert rcode(r) == "REFUSED" and not has_flag(r, "AA")
-    assert rcode(ask(server.port, "example.", "AXFR", tcp=True)) == "REFUSED"
-    assert rcode(ask(server.port, "example.", "IXFR", tcp=True)) == "REFUSED"
+    assert ede(r) == [(21, "only class IN is served")]  # RFC 8914 §4.22 Not Supported
+    for qtype in ("AXFR", "IXFR"):
+        r = ask(server.port, "example.", qtype, tcp=True)
+        assert rcode(r) == "REFUSED" and ede(r) == [(21, "zone transfers are not served")]
+    plain = ask(server.port, "version.bind.", "TXT", rdclass="CH", edns=False)
+    assert rcode(plain) == "REFUSED" and plain.edns == -1  # no EDNS, no OPT, so no EDE
 
 
 def test_edns_version_1_gets_badvers(server: KdnsProcess) -> None:
@@ -115,14 +120,42 @@ def test_query_without_question_is_servfail(server: KdnsProcess) -> None:
 def test_names_outside_every_zone_are_refused(kdns: Callable[..., KdnsProcess]) -> None:
     p = kdns("example.org:{port} {\n  bind 127.0.0.1\n  whoami\n}\n")
     assert rcode(ask(p.port, "www.example.org.", "A")) == "NOERROR"
-    assert rcode(ask(p.port, "www.example.com.", "A")) == "REFUSED"
+    for tcp in (False, True):
+        r = ask(p.port, "www.example.com.", "A", tcp=tcp)
+        # RFC 8914 §4.21 Not Authoritative: the REFUSED of a server that does not serve the name.
+        assert rcode(r) == "REFUSED" and ede(r) == [(20, "no server block serves this name")]
+        plain = ask(p.port, "www.example.com.", "A", tcp=tcp, edns=False)
+        assert rcode(plain) == "REFUSED" and plain.edns == -1
+
+
+def test_dig_shows_the_extended_error(kdns: Callable[..., KdnsProcess]) -> None:
+    """What docs/debugging.md tells people to look for."""
+    p = kdns("example.org:{port} {\n  bind 127.0.0.1\n  whoami\n}\n")
+    dig = ["dig", "@127.0.0.1", "-p", str(p.port), "www.example.com", "+tries=1", "+time=5"]
+    out = subprocess.run(dig, capture_output=True, text=True, timeout=20, check=True).stdout
+    assert "status: REFUSED" in out
+    assert "; EDE: 20 (Not Authoritative): (no server block serves this name)" in out
+    plain = subprocess.run([*dig, "+noedns"], capture_output=True, text=True, timeout=20, check=True).stdout
+    assert "status: REFUSED" in plain and "EDE" not in plain
 
 
 def test_longest_zone_wins(kdns: Callable[..., KdnsProcess], port: int) -> None:
     text = ".:{port} {\n bind 127.0.0.1\n whoami\n}\nsub.example.org:{port} {\n bind 127.0.0.1\n}\n"
     p = kdns(text, port)
     assert rcode(ask(p.port, "a.example.org.", "A")) == "NOERROR"
-    assert rcode(ask(p.port, "a.sub.example.org.", "A")) == "SERVFAIL"  # empty chain: no next plugin
+    for tcp in (False, True):
+        r = ask(p.port, "a.sub.example.org.", "A", tcp=tcp)  # empty chain: no next plugin
+        assert rcode(r) == "SERVFAIL"
+        assert ede(r) == [(0, "no plugin answered: the last one passed the query on")]
+        assert ask(p.port, "a.sub.example.org.", "A", tcp=tcp, edns=False).edns == -1
+
+
+def test_positive_answers_get_no_extended_error(kdns: Callable[..., KdnsProcess]) -> None:
+    """Byte for byte, an EDNS client's answer is the plain client's plus a bare OPT."""
+    hosts = "10.0.0.1 www.example.org\n"
+    p = kdns(".:{port} {\n bind 127.0.0.1\n hosts {\n  " + hosts + " }\n}\n")
+    for tcp in (False, True):
+        assert_positive_unchanged(p.port, "www.example.org.", "A", tcp=tcp)
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:

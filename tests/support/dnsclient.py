@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import dns.edns
 import dns.flags
 import dns.message
@@ -9,6 +12,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+
+from kdns.protocol.wire import HEADER, rr_offsets, skip_name
 
 
 def ask(
@@ -60,3 +65,59 @@ def section_rrsets(section: list[dns.rrset.RRset]) -> list[tuple[str, str, int, 
 
 def has_flag(msg: dns.message.Message, flag: str) -> bool:
     return bool(msg.flags & dns.flags.from_text(flag))
+
+
+def ede(msg: dns.message.Message) -> list[tuple[int, str]]:
+    """(INFO-CODE, EXTRA-TEXT) of each Extended DNS Error option (RFC 8914) in a reply."""
+    return [(o.code, o.text or "") for o in msg.options if isinstance(o, dns.edns.EDEOption)]
+
+
+def exchange(port: int, wire: bytes, *, tcp: bool = False, timeout: float = 5.0) -> bytes:
+    """Send query bytes to a loopback server and return the reply's bytes as they came."""
+    if tcp:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(struct.pack("!H", len(wire)) + wire)
+            size = struct.unpack("!H", _read(s, 2))[0]
+            return _read(s, size)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(wire, ("127.0.0.1", port))
+        return s.recv(65535)
+
+
+def _read(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    return data
+
+
+def without_bare_opt(wire: bytes) -> bytes:
+    """A reply's bytes with its OPT record cut out, which must carry no options (RDLENGTH 0): what
+    the same reply is to a client without EDNS. Asserts there is exactly one such OPT."""
+    qid, flags, qd, an, ns, ar = HEADER.unpack_from(wire)
+    i = 12
+    for _ in range(qd):
+        i = skip_name(wire, i) + 4
+    records = rr_offsets(wire, i, an + ns + ar)
+    assert records is not None, "the reply does not parse"
+    opts = [(start, end, rdata) for start, end, rtype, rdata in records if rtype == dns.rdatatype.OPT]
+    assert len(opts) == 1, "no OPT in the reply"
+    start, end, rdata = opts[0]
+    assert end == rdata, f"the OPT carries options: {wire[rdata:end]!r}"
+    return HEADER.pack(qid, flags, qd, an, ns, ar - 1) + wire[12:start] + wire[end:]
+
+
+def assert_positive_unchanged(port: int, name: str, rdtype: str = "A", *, tcp: bool = False) -> bytes:
+    """The reply to `name` with EDNS is the reply without it plus a bare OPT, byte for byte (no EDE
+    or other option is added to a positive answer), and it has records. Returns the plain reply."""
+    q = dns.message.make_query(name, rdtype, use_edns=0, payload=1232, id=4242)
+    plain_q = dns.message.make_query(name, rdtype, use_edns=-1, id=4242)
+    with_edns = exchange(port, q.to_wire(), tcp=tcp)
+    plain = exchange(port, plain_q.to_wire(), tcp=tcp)
+    assert dns.message.from_wire(plain).answer, f"{name} {rdtype}: no answer"
+    assert without_bare_opt(with_edns) == plain
+    return plain

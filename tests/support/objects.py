@@ -35,10 +35,13 @@ def service(
     publish_not_ready: bool = False,
     external_ips: Sequence[str] = (),
     ingress: Sequence[str] = (),
+    selector: dict[str, str] | None = None,
 ) -> Obj:
     """A Service; `ips=()` or `ips=("None",)` makes it headless. `external_ips` are spec.externalIPs,
     `ingress` the status.loadBalancer.ingress entries (an IP, or a hostname)."""
     spec: Obj = {"type": type, "ports": list(ports)}
+    if selector is not None:
+        spec["selector"] = selector
     if external_ips:
         spec["externalIPs"] = list(external_ips)
     if type == "ExternalName":
@@ -76,9 +79,14 @@ def endpoint(
     hostname: str | None = None,
     pod: str | None = None,
     node: str | None = None,
+    serving: bool | None = None,
+    terminating: bool | None = None,
 ) -> Obj:
-    """One endpoint; `ready=None` leaves the condition out (unknown = ready)."""
-    ep: Obj = {"addresses": list(addresses), "conditions": {} if ready is None else {"ready": ready}}
+    """One endpoint; a condition given as None is left out (ready and serving: unknown = true,
+    terminating: unknown = false)."""
+    conditions = {"ready": ready, "serving": serving, "terminating": terminating}
+    known = {k: v for k, v in conditions.items() if v is not None}
+    ep: Obj = {"addresses": list(addresses), "conditions": known}
     if hostname:
         ep["hostname"] = hostname
     if pod:

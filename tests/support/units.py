@@ -14,7 +14,7 @@ from dnslib import EDNS0, DNSRecord
 from kdns.corefile import Directive, parse_corefile
 from kdns.corefile.model import Corefile
 from kdns.log import setup_logging
-from kdns.plugin import Plugin, ReloadObserver, SetupContext
+from kdns.plugin import Plugin, ReloadObserver, SetupContext, Traced
 from kdns.request import Request
 
 
@@ -39,6 +39,9 @@ class FakeController:
         return self._plugins
 
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
+        raise NotImplementedError
+
+    async def trace(self, qname: str, qtype: int) -> Traced:
         raise NotImplementedError
 
     def serves(self, qname: str) -> bool:

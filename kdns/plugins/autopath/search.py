@@ -19,6 +19,7 @@ from typing import Protocol
 from kdns.k8s.records import packed_ip
 from kdns.plugin import Plugin, find_plugin
 from kdns.plugins.kubernetes import Kubernetes
+from kdns.plugins.kubernetes.names import pod_search_domains
 from kdns.plugins.kubernetes.options import is_reverse_zone
 from kdns.protocol.names import zone_matches
 from kdns.request import Request
@@ -78,8 +79,7 @@ class KubernetesSearch:
         namespace = self._kubernetes.pod_addresses.namespace_of(ip) if ip is not None else None
         if namespace is None:
             return None
-        svc = "svc." if zone == "." else f"svc.{zone}"
-        return (f"{namespace}.{svc}", svc, zone, *self._host_search, "")
+        return (*pod_search_domains(namespace, zone), *self._host_search, "")
 
     def walkable(self, qname: str) -> bool:
         """`<name>.<ns>.svc.<zone>`: the first search element of the Pods of namespace <ns>."""

@@ -1,7 +1,9 @@
 """A cached reply and how it is turned back into an answer (CoreDNS cache item.go).
 
 An entry keeps the sections of the reply (OPT left out: it is hop-by-hop) and one lifetime, `ttl`,
-fixed when it was stored. Served from cache, every record carries the remaining lifetime — the same
+fixed when it was stored. The reply's Extended DNS Errors (RFC 8914) are kept apart and given back
+to EDNS clients: they say why the answer is what it is, which stays true while it is cached
+(CoreDNS drops them with the OPT). Served from cache, every record carries the remaining lifetime — the same
 value for all of them, counting down by whole elapsed seconds and never below 0 — and AA=1, as the
 CoreDNS kind ships sets it (some old stub resolvers drop non-authoritative answers).
 """
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RR, DNSRecord
 
+from kdns.plugins import _edns
 from kdns.request import Request
 
 
@@ -30,6 +33,7 @@ class Entry:
     additional: list[RR]
     ttl: int  # seconds this entry lives, fixed at store time (CoreDNS origTTL)
     stored: float  # monotonic time of storing
+    ede: tuple[tuple[int, bytes], ...] = ()  # the reply's EDE options, (code, data)
     # Prefetch bookkeeping (CoreDNS freq.Freq): hits seen with gaps shorter than the prefetch window.
     hits: int = 0
     last_hit: float = 0.0
@@ -38,16 +42,9 @@ class Entry:
     @classmethod
     def from_reply(cls, msg: DNSRecord, ttl: int, now: float) -> Entry:
         h = msg.header
-        return cls(
-            rcode=h.rcode,
-            ra=bool(h.ra),
-            ad=bool(h.ad),
-            answer=list(msg.rr),
-            authority=list(msg.auth),
-            additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT],
-            ttl=ttl,
-            stored=now,
-        )
+        ede = tuple(opt for opt in _edns.options(msg) or () if opt[0] == _edns.EDE)
+        return cls(rcode=h.rcode, ra=bool(h.ra), ad=bool(h.ad), answer=list(msg.rr), authority=list(msg.auth),
+                   additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT], ttl=ttl, stored=now, ede=ede)
 
     def remaining(self, now: float) -> int:
         """Seconds left; zero or negative once expired (negative: how long ago, for serve_stale)."""
@@ -69,4 +66,6 @@ class Entry:
         msg.rr = with_ttl(self.answer, ttl)
         msg.auth = with_ttl(self.authority, ttl)
         msg.ar = with_ttl(self.additional, ttl) + msg.ar  # our OPT (if the client sent one) goes last
+        for code, data in self.ede:
+            _edns.add_reply_option(msg, code, data)
         return msg

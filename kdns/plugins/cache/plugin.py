@@ -8,6 +8,11 @@ truncated, an uncacheable kind, not an answer to the question (counted as a drop
 (so a cached answer never starts higher than a fresh one), and failures of the next plugins
 (exceptions) are never cached: the server answers those SERVFAIL itself.
 
+Extended DNS Errors (RFC 8914) for EDNS clients, which CoreDNS's cache does not add: an expired
+entry served by serve_stale carries 3 Stale Answer (§4.4; 19 Stale NXDOMAIN Answer, §4.20, for a
+name error), a cached SERVFAIL 13 Cached Error (§4.14), each with how old the entry is in the
+EXTRA-TEXT; the EDEs of the reply that was stored come back with it (entry.py).
+
 Capacity: each tier is a cachetools LRUCache (CoreDNS evicts at random within 256 shards).
 """
 
@@ -25,6 +30,7 @@ from dnslib import QTYPE, RCODE, DNSHeader, DNSRecord
 
 from kdns.log import plugin_logger
 from kdns.plugin import Handler, NowHandler, Plugin
+from kdns.plugins import _edns
 from kdns.plugins.cache import metrics
 from kdns.plugins.cache.classify import Kind, Shape, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier
@@ -109,7 +115,24 @@ class Cache(Plugin):
             if self._should_prefetch(entry, now):
                 self._refresh_later(entry, request, next_, key)
             ttl = entry.ttl if self.config.keepttl else remaining
-        return Reply(entry.to_reply(request, ttl), self.name, self._reuse(entry, tier, remaining))
+        msg = entry.to_reply(request, ttl)
+        why = self._why_cached(entry, remaining)
+        if why is not None:
+            _edns.add_reply_option(msg, *_edns.ede(*why))
+        return Reply(msg, self.name, self._reuse(entry, tier, remaining))
+
+    def _why_cached(self, entry: Entry, remaining: int) -> tuple[int, str] | None:
+        """The EDE a hit adds: a cached SERVFAIL, or an expired entry served stale (see the module
+        docstring); None for a fresh answer, which needs no explaining."""
+        if entry.rcode == RCODE.SERVFAIL:
+            left = f"{remaining}s" if remaining > 0 else "now"
+            return _edns.EdeCode.CACHED_ERROR, f"cached SERVFAIL; the source is asked again in {left}"
+        if remaining > 0:
+            return None
+        codes = _edns.EdeCode
+        code = codes.STALE_NXDOMAIN_ANSWER if entry.rcode == RCODE.NXDOMAIN else codes.STALE_ANSWER
+        how = "the source failed to refresh it" if self.config.verify_stale else "it is being refreshed"
+        return code, f"expired {-remaining}s ago, served stale (cache serve_stale): {how}"
 
     def _reuse(self, entry: Entry, tier: str, remaining: int) -> Reuse | None:
         """A fresh hit may be replayed by the server's fast path until the entry expires, its TTLs

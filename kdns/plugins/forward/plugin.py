@@ -6,6 +6,14 @@ when all are down pick a random one anyway (health checking itself may be what i
 attempt starts that upstream's health check and moves on to the next. When time runs out the query
 fails with the last upstream error (SERVFAIL, logged by `errors`). One difference: CoreDNS retries
 the list in a tight loop, kdns pauses 0.1 s between passes so a dead upstream costs no CPU.
+
+Failures carry an Extended DNS Error (RFC 8914) for EDNS clients, which CoreDNS's forward does not
+set: SERVFAIL with 22 No Reachable Authority (§4.23) when every upstream is marked down by its health
+checks, 23 Network Error (§4.24) when the upstreams are not marked down but the exchanges failed
+(timeouts, refused or reset connections); REFUSED beyond `max_concurrent` with 0 Other Error (§4.1).
+RFC 8914 has no code for an overloaded server: 15 Blocked is about the domain (an operator's block
+list) and 18 Prohibited about the client (not authorized), while this refusal is about neither and
+goes away by itself, so the EXTRA-TEXT says what happened, as §4.1 asks.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import ClassVar
 from dnslib import RCODE, DNSRecord
 
 from kdns.plugin import Handler, Plugin, PluginError
+from kdns.plugins import _edns
 from kdns.plugins.forward import metrics
 from kdns.plugins.forward.config import ForwardConfig, Upstream
 from kdns.plugins.forward.health import HealthCheck
@@ -30,6 +39,7 @@ from kdns.request import Reply, Request
 from kdns.tasks import cancel_and_wait
 
 OVERALL_TIMEOUT = 5.0  # CoreDNS defaultTimeout
+_NAMED_UPSTREAMS = 3  # upstreams an EDE's text names; the rest are counted (the text stays short)
 RETRY_PAUSE = 0.1
 MIN_SWEEP_INTERVAL = 1.0
 
@@ -85,7 +95,10 @@ class Forward(Plugin):
         if limit and self._inflight >= limit:
             # Beyond max_concurrent: REFUSED at once, and not a health failure (CoreDNS).
             metrics.max_concurrent_reject()
-            return Reply(request.reply(RCODE.REFUSED), self.name)
+            refused = request.reply(RCODE.REFUSED)
+            reason = f"too many queries in flight upstream (forward max_concurrent {limit}); try again"
+            _edns.add_reply_option(refused, *_edns.ede(_edns.EdeCode.OTHER_ERROR, reason))
+            return Reply(refused, self.name)
         self._inflight += 1
         try:
             return await self._forward(request)
@@ -122,7 +135,19 @@ class Forward(Plugin):
                 if fails < len(proxies):
                     continue
                 break
-        raise PluginError(str(error) if error is not None else "no healthy proxies")
+        raise self._failure(error)
+
+    def _failure(self, error: UpstreamError | None) -> PluginError:
+        """The error the query fails with: the last upstream error for the log (CoreDNS's wording),
+        and the EDE code and reason for the client (see the module docstring)."""
+        message = str(error) if error is not None else "no healthy proxies"
+        if all(p.down(self.config.max_fails) for p in self.proxies):
+            down = ", ".join(p.label for p in self.proxies[:_NAMED_UPSTREAMS])
+            more = len(self.proxies) - _NAMED_UPSTREAMS
+            down += f" and {more} more" if more > 0 else ""
+            reason = f"every upstream is marked down by failed health checks ({down}); last error: {message}"
+            return PluginError(message, _edns.EdeCode.NO_REACHABLE_AUTHORITY, reason)
+        return PluginError(message, _edns.EdeCode.NETWORK_ERROR, f"upstream failed: {message}")
 
     def _transport(self, request: Request) -> str:
         if self.config.force_tcp:

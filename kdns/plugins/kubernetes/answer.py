@@ -24,7 +24,7 @@ from kdns.plugins.kubernetes.lookup import (
     Status,
     TxtRR,
 )
-from kdns.protocol.edns import EDE_OTHER, ede, encode_options
+from kdns.protocol.edns import EdeCode, ede, encode_options
 from kdns.protocol.writer import QUESTION, MessageWriter, address_record
 from kdns.request import Request
 
@@ -56,7 +56,7 @@ def render(
     rcode: int,
     lookup: Lookup,
     serial: int,
-    info_code: int = EDE_OTHER,
+    info_code: int = EdeCode.OTHER_ERROR,
 ) -> tuple[bytes, bool]:
     """The reply to `request` saying `result`, with `rcode`; and whether its bytes copy the client's
     spelling out (then they are replayed to the same spelling only)."""

@@ -1,4 +1,4 @@
-"""Pure name helpers: reverse names → addresses, pod labels → addresses."""
+"""Pure name helpers: reverse names → addresses, pod labels → addresses, a Pod's search domains."""
 
 from __future__ import annotations
 
@@ -50,3 +50,11 @@ def reverse_prefix(labels: list[str], zone_kind: str) -> tuple[bytes, int] | Non
         return None
     nibbles = "".join(reversed(labels))
     return bytes.fromhex(nibbles.ljust(32, "0")), len(nibbles)
+
+
+def pod_search_domains(namespace: str, zone: str) -> tuple[str, str, str]:
+    """The search domains kubelet writes into the resolv.conf of a Pod in `namespace` (dnsPolicy
+    ClusterFirst; Kubernetes DNS specification, "Pod's DNS Policy"), before the node's own:
+    `<ns>.svc.<zone> svc.<zone> <zone>`, absolute. `zone` is absolute too."""
+    svc = "svc." if zone == "." else f"svc.{zone}"
+    return (f"{namespace}.{svc}", svc, zone)

@@ -27,7 +27,7 @@ from kdns.plugins.kubernetes.answer import Zone, render
 from kdns.plugins.kubernetes.lookup import Lookup, Name, Result, Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
 from kdns.protocol import names
-from kdns.protocol.edns import EDE_NOT_READY
+from kdns.protocol.edns import EdeCode
 from kdns.protocol.message import parse_message
 from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request, Reuse
@@ -140,7 +140,7 @@ class Kubernetes(Plugin):
         result.reason = "not synced with the Kubernetes API yet"
         zone_spelled = Zone(request, self._zone_labels[zone])
         wire, _ = render(
-            request, result, zone_spelled, SERVFAIL, self.lookup, self.index.serial, EDE_NOT_READY
+            request, result, zone_spelled, SERVFAIL, self.lookup, self.index.serial, EdeCode.NOT_READY
         )
         return Reply(wire=wire, plugin=self.name)
 
