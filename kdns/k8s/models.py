@@ -140,15 +140,39 @@ class Service:
 # terminating: false), so flags=0 is the common endpoint, and one small int costs one slot.
 NOT_SERVING = 1  # conditions.serving is false
 TERMINATING = 2  # conditions.terminating is true
+NOT_READY = 4  # conditions.ready is false (absent means unknown, which counts as ready)
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    addresses: tuple[str, ...]
-    ready: bool  # conditions.ready true or absent (absent = unknown = ready)
+    """One endpoint of a slice. At 100k endpoints each slot counts: the conditions share one int,
+    and the usual single address is kept as a string, not a one-item tuple (~6 MB less)."""
+
+    address_or_addresses: str | tuple[str, ...]
     hostname: str | None
     target_name: str | None  # targetRef.name when it is a Pod (for endpoint_pod_names)
-    flags: int = 0  # NOT_SERVING | TERMINATING
+    flags: int = 0  # NOT_SERVING | TERMINATING | NOT_READY
+
+    @classmethod
+    def of(
+        cls,
+        addresses: tuple[str, ...],
+        ready: bool,
+        hostname: str | None,
+        target_name: str | None,
+        flags: int = 0,
+    ) -> Endpoint:
+        one: str | tuple[str, ...] = addresses[0] if len(addresses) == 1 else addresses
+        return cls(one, hostname, target_name, flags | (0 if ready else NOT_READY))
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        value = self.address_or_addresses
+        return (value,) if isinstance(value, str) else value
+
+    @property
+    def ready(self) -> bool:
+        return not self.flags & NOT_READY
 
     @property
     def serving(self) -> bool:
@@ -182,7 +206,7 @@ class EndpointSlice:
             ready = conditions.get("ready")
             ref = ep.get("targetRef") or {}
             endpoints.append(
-                Endpoint(
+                Endpoint.of(
                     addresses=tuple(_u(a) for a in ep.get("addresses") or ()),
                     ready=ready is None or bool(ready),
                     hostname=_s(ep["hostname"]) if ep.get("hostname") else None,

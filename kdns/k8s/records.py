@@ -27,7 +27,6 @@ class SrvRecord:
     weight: int
     port: int
     target: str  # relative to the zone, e.g. "web-0.web.default.svc"
-    target_labels: tuple[bytes, ...]  # the same as labels, as answers write it (Kubernetes names: no escapes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +64,20 @@ class ServiceView:
     # so that a change of names alone (an address reused by another pod) still changes the view
     # and so invalidates answers cached for those names.
     endpoint_names_digest: int = 0
+    _key: tuple[str, str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def relname(self) -> str:
         return f"{self.name}.{self.namespace}.svc"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(namespace, name), the index's key of this Service: one tuple per view, shared by every
+        reply that depends on it (a replayed reply keeps it alive)."""
+        key = self._key
+        if key is None:
+            key = self._key = (self.namespace, self.name)
+        return key
 
 
 def packed_ip(ip: str) -> bytes | None:
@@ -109,9 +118,7 @@ def _srv_set(entries: list[tuple[int, str]]) -> tuple[SrvRecord, ...]:
     """(port, target) candidates → SRVs of equal weight, deduplicated by (target, port)."""
     weight = _weight(len(entries))
     unique = dict.fromkeys(entries)
-    return tuple(
-        SrvRecord(0, weight, port, target, tuple(target.encode().split(b"."))) for port, target in unique
-    )
+    return tuple(SrvRecord(0, weight, port, target) for port, target in unique)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,40 +67,48 @@ typedef struct {
     PyObject *expected; /* NULL: the key must be absent */
 } Dep;
 
+/* One allocation per template: the fields, then (inline, in the variable part) the deps, the TTL
+ * offsets and the reply body, so a template costs its bytes and a small header, not three objects. */
 typedef struct {
-    PyObject_VAR_HEAD      /* ob_size: the number of deps */
+    PyObject_VAR_HEAD      /* ob_size: bytes in `data` */
     uint8_t head[10];      /* flags (RD/CD cleared) + the four counts */
-    PyObject *parts;       /* bytes, or a tuple of bytes and tuples of bytes (groups) */
-    Py_ssize_t length;     /* of all parts */
-    Py_ssize_t serial_at;  /* offset of the SOA serial in the parts, or -1 */
-    PyObject *serial_source; /* has .serial; NULL when serial_at < 0 */
-    double stored;         /* monotonic seconds; used when lifetime >= 0 */
+    uint16_t n_deps;
+    int32_t n_ttl;         /* TTL offsets outside groups, patched with the remaining lifetime */
+    int32_t serial_at;     /* offset of the SOA serial in the body, or -1 */
+    int32_t length;        /* of the body */
+    int32_t only_limit;    /* a truncated reply: replay only to clients with this limit; 0: any */
+    int32_t slot;
     long lifetime;         /* seconds, or -1: none (no countdown) */
-    Py_ssize_t *ttl_at;    /* offsets of TTL fields outside groups, patched with the remaining lifetime */
-    Py_ssize_t n_ttl;
+    double stored;         /* monotonic seconds; used when lifetime >= 0 */
+    PyObject *groups;      /* NULL: the body is inline; else a tuple of bytes and groups (tuples of bytes) */
+    PyObject *serial_source; /* has .serial; NULL when serial_at < 0 */
     PyObject *spelling;    /* bytes: replay only for this exact question; NULL: any spelling */
-    Py_ssize_t only_limit; /* a truncated reply: replay only to clients with this limit; 0: any */
-    int slot;
-    Dep deps[];
+    char data[];           /* Dep deps[n_deps]; int32_t ttl_at[n_ttl]; uint8_t body[length] (inline bodies) */
 } Entry;
 
+static Dep *entry_deps(Entry *e) { return (Dep *)e->data; }
+static int32_t *entry_ttl_at(Entry *e) { return (int32_t *)(e->data + sizeof(Dep) * e->n_deps); }
+static uint8_t *entry_body(Entry *e) {
+    return (uint8_t *)(e->data + sizeof(Dep) * e->n_deps + sizeof(int32_t) * (size_t)e->n_ttl);
+}
+
 static void Entry_dealloc(Entry *e) {
-    for (Py_ssize_t i = 0; i < Py_SIZE(e); i++) {
-        Py_XDECREF(e->deps[i].mapping);
-        Py_XDECREF(e->deps[i].key);
-        Py_XDECREF(e->deps[i].expected);
+    Dep *deps = entry_deps(e);
+    for (Py_ssize_t i = 0; i < e->n_deps; i++) {
+        Py_XDECREF(deps[i].mapping);
+        Py_XDECREF(deps[i].key);
+        Py_XDECREF(deps[i].expected);
     }
-    Py_XDECREF(e->parts);
+    Py_XDECREF(e->groups);
     Py_XDECREF(e->serial_source);
     Py_XDECREF(e->spelling);
-    PyMem_Free(e->ttl_at);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
 static PyTypeObject EntryType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kdns.server._hotpath.Entry",
-    .tp_basicsize = offsetof(Entry, deps),
-    .tp_itemsize = sizeof(Dep),
+    .tp_basicsize = offsetof(Entry, data),
+    .tp_itemsize = 1,
     .tp_dealloc = (destructor)Entry_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One reply template (built by kdns.server.fastpath).",
@@ -310,8 +318,9 @@ static Py_ssize_t rr_ttl_offset(const uint8_t *rr, Py_ssize_t len) {
 /* Is `e` still valid? Fills *serial (when it patches one) and *remaining (when it has a lifetime).
  * 0: stale (dropped from the table), -1: a Python error, 1: valid. */
 static int check_entry(Table *t, PyObject *key, Entry *e, unsigned long *serial, long *remaining) {
-    for (Py_ssize_t i = 0; i < Py_SIZE(e); i++) {
-        Dep *dep = &e->deps[i];
+    Dep *deps = entry_deps(e);
+    for (Py_ssize_t i = 0; i < e->n_deps; i++) {
+        Dep *dep = &deps[i];
         PyObject *current = PyDict_GetItemWithError(dep->mapping, dep->key); /* borrowed */
         if (current == NULL && PyErr_Occurred()) return -1;
         if (current != dep->expected) {
@@ -411,12 +420,12 @@ static Py_ssize_t build_reply(Table *t, const uint8_t *data, Py_ssize_t n, int t
     memcpy(out + 4, e->head + 2, 8);
     memcpy(out + HEADER, data + HEADER, (size_t)(q.question_end - HEADER));
     uint8_t *body = out + q.question_end;
-    if (PyBytes_Check(e->parts)) {
-        memcpy(body, PyBytes_AS_STRING(e->parts), (size_t)e->length);
+    if (e->groups == NULL) {
+        memcpy(body, entry_body(e), (size_t)e->length);
     } else {
         uint8_t *p = body;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(e->parts); i++) {
-            PyObject *part = PyTuple_GET_ITEM(e->parts, i);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(e->groups); i++) {
+            PyObject *part = PyTuple_GET_ITEM(e->groups, i);
             if (PyBytes_Check(part)) {
                 Py_ssize_t len = PyBytes_GET_SIZE(part);
                 memcpy(p, PyBytes_AS_STRING(part), (size_t)len);
@@ -427,7 +436,8 @@ static Py_ssize_t build_reply(Table *t, const uint8_t *data, Py_ssize_t n, int t
         }
     }
     if (e->serial_at >= 0) put32(body + e->serial_at, (uint32_t)serial);
-    for (Py_ssize_t i = 0; i < e->n_ttl; i++) put32(body + e->ttl_at[i], (uint32_t)remaining);
+    int32_t *ttl_at = entry_ttl_at(e);
+    for (int32_t i = 0; i < e->n_ttl; i++) put32(body + ttl_at[i], (uint32_t)remaining);
     *slot = e->slot;
 done:
     Py_DECREF(e);
@@ -515,36 +525,30 @@ static Py_ssize_t parts_length(Table *t, PyObject *parts) {
     return length;
 }
 
-static int read_offsets(PyObject *seq, Py_ssize_t limit, Py_ssize_t **out, Py_ssize_t *n) {
-    PyObject *fast = PySequence_Fast(seq, "ttl_at must be a sequence of offsets");
-    if (fast == NULL) return -1;
-    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
-    *out = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(len ? len : 1));
-    if (*out == NULL) {
-        Py_DECREF(fast);
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < len; i++) {
-        Py_ssize_t at = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
+/* The TTL offsets of a template, checked against its length; a new list, NULL with an exception. */
+static PyObject *read_offsets(PyObject *seq, Py_ssize_t limit) {
+    PyObject *list = PySequence_List(seq);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(list, i));
         if (at == -1 && PyErr_Occurred()) break;
         if (at < 0 || at > limit - 4) {
             PyErr_SetString(PyExc_ValueError, "a TTL offset is outside the template");
             break;
         }
-        (*out)[i] = at;
-        *n = i + 1;
     }
-    Py_DECREF(fast);
-    return PyErr_Occurred() ? -1 : 0;
+    if (PyErr_Occurred()) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
 }
-
 
 static PyObject *Table_store(Table *t, PyObject *args) {
     PyObject *key, *tpl;
     if (!PyArg_ParseTuple(args, "SO", &key, &tpl)) return NULL;
     PyObject *head = NULL, *parts = NULL, *deps = NULL, *source = NULL, *ttl_at = NULL, *spelling = NULL;
-    PyObject *stored = NULL;
+    PyObject *stored = NULL, *offsets = NULL;
     Entry *e = NULL;
     Py_ssize_t serial_at, lifetime, only_limit, slot;
     if ((head = PyObject_GetAttr(tpl, str_head)) == NULL || (parts = PyObject_GetAttr(tpl, str_parts)) == NULL ||
@@ -570,14 +574,24 @@ static PyObject *Table_store(Table *t, PyObject *args) {
         goto fail;
     }
     Py_ssize_t n_deps = PyTuple_GET_SIZE(deps);
-    e = PyObject_NewVar(Entry, &EntryType, n_deps);
+    if (n_deps > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "too many dependencies");
+        goto fail;
+    }
+    offsets = read_offsets(ttl_at, length);
+    if (offsets == NULL) goto fail;
+    Py_ssize_t n_ttl = PyList_GET_SIZE(offsets);
+    int inline_body = PyBytes_Check(parts);
+    Py_ssize_t size = (Py_ssize_t)sizeof(Dep) * n_deps + (Py_ssize_t)sizeof(int32_t) * n_ttl + (inline_body ? length : 0);
+    e = (Entry *)PyObject_NewVar(Entry, &EntryType, size);
     if (e == NULL) goto fail;
-    memset(e->deps, 0, sizeof(Dep) * (size_t)n_deps);
-    e->parts = NULL;
+    e->n_deps = (uint16_t)n_deps;
+    e->n_ttl = (int32_t)n_ttl;
+    e->groups = NULL;
     e->serial_source = NULL;
     e->spelling = NULL;
-    e->ttl_at = NULL;
-    e->n_ttl = 0;
+    Dep *edeps = entry_deps(e);
+    memset(edeps, 0, sizeof(Dep) * (size_t)n_deps);
     for (Py_ssize_t i = 0; i < n_deps; i++) {
         PyObject *dep = PyTuple_GET_ITEM(deps, i);
         if (!PyTuple_Check(dep) || PyTuple_GET_SIZE(dep) != 3 || !PyDict_Check(PyTuple_GET_ITEM(dep, 0))) {
@@ -585,21 +599,26 @@ static PyObject *Table_store(Table *t, PyObject *args) {
             goto fail;
         }
         PyObject *expected = PyTuple_GET_ITEM(dep, 2);
-        e->deps[i].mapping = Py_NewRef(PyTuple_GET_ITEM(dep, 0));
-        e->deps[i].key = Py_NewRef(PyTuple_GET_ITEM(dep, 1));
-        e->deps[i].expected = expected == Py_None ? NULL : Py_NewRef(expected);
+        edeps[i].mapping = Py_NewRef(PyTuple_GET_ITEM(dep, 0));
+        edeps[i].key = Py_NewRef(PyTuple_GET_ITEM(dep, 1));
+        edeps[i].expected = expected == Py_None ? NULL : Py_NewRef(expected);
     }
+    int32_t *ettl = entry_ttl_at(e);
+    for (Py_ssize_t i = 0; i < n_ttl; i++) ettl[i] = (int32_t)PyLong_AsSsize_t(PyList_GET_ITEM(offsets, i));
+    if (inline_body)
+        memcpy(entry_body(e), PyBytes_AS_STRING(parts), (size_t)length);
+    else
+        e->groups = Py_NewRef(parts);
     memcpy(e->head, PyBytes_AS_STRING(head), 10);
-    e->parts = Py_NewRef(parts);
-    e->length = length;
-    e->serial_at = serial_at;
+    e->length = (int32_t)length;
+    e->serial_at = (int32_t)serial_at;
     e->serial_source = serial_at >= 0 ? Py_NewRef(source) : NULL;
     e->stored = PyFloat_AsDouble(stored);
     e->lifetime = (long)lifetime;
     e->spelling = spelling == Py_None ? NULL : Py_NewRef(spelling);
-    e->only_limit = only_limit;
-    e->slot = (int)slot;
-    if (PyErr_Occurred() || read_offsets(ttl_at, length, &e->ttl_at, &e->n_ttl) < 0) goto fail;
+    e->only_limit = (int32_t)only_limit;
+    e->slot = (int32_t)slot;
+    if (PyErr_Occurred()) goto fail;
     if (PyDict_GET_SIZE(t->entries) >= t->max_entries) PyDict_Clear(t->entries); /* refills on demand */
     if (PyDict_SetItem(t->entries, key, (PyObject *)e) < 0) goto fail;
     Py_DECREF(e);
@@ -610,8 +629,10 @@ static PyObject *Table_store(Table *t, PyObject *args) {
     Py_DECREF(ttl_at);
     Py_DECREF(spelling);
     Py_DECREF(stored);
+    Py_DECREF(offsets);
     Py_RETURN_NONE;
 fail:
+    Py_XDECREF(offsets);
     Py_XDECREF(e);
     Py_XDECREF(head);
     Py_XDECREF(parts);

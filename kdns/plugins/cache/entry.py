@@ -43,8 +43,17 @@ class Entry:
     def from_reply(cls, msg: DNSRecord, ttl: int, now: float) -> Entry:
         h = msg.header
         ede = tuple(opt for opt in _edns.options(msg) or () if opt[0] == _edns.EDE)
-        return cls(rcode=h.rcode, ra=bool(h.ra), ad=bool(h.ad), answer=list(msg.rr), authority=list(msg.auth),
-                   additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT], ttl=ttl, stored=now, ede=ede)
+        return cls(
+            rcode=h.rcode,
+            ra=bool(h.ra),
+            ad=bool(h.ad),
+            answer=list(msg.rr),
+            authority=list(msg.auth),
+            additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT],
+            ttl=ttl,
+            stored=now,
+            ede=ede,
+        )
 
     def remaining(self, now: float) -> int:
         """Seconds left; zero or negative once expired (negative: how long ago, for serve_stale)."""

@@ -24,6 +24,7 @@ writes in wire form; packed addresses come prepared from the index (kdns/k8s/rec
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -120,6 +121,11 @@ def _id(view: ServiceView) -> str:
     return f"{view.namespace}/{view.name}"
 
 
+def _plain_labels(name: str) -> tuple[bytes, ...]:
+    """A relative name from the index (Kubernetes names: no escapes) as labels."""
+    return tuple(name.encode().split(b"."))
+
+
 def _labels(texts: Sequence[str]) -> tuple[bytes, ...]:
     """Escaped label texts (request.labels) → labels; only names made of plain labels get here."""
     return tuple(t.encode() for t in texts)
@@ -174,6 +180,8 @@ class Lookup:
 
     def _dep_namespace(self, namespace: str) -> Dependency:
         versions = self.index.namespace_versions
+        if namespace in self.index.namespaces:  # the index's own string (interned), not the query's copy
+            namespace = sys.intern(namespace)
         return (versions, namespace, versions.get(namespace))
 
     def _dep_service(self, key: Key) -> Dependency:
@@ -240,8 +248,8 @@ class Lookup:
 
     def _service_names(self, rel: list[str], namespace: str, qtype: int, owner: Name | None) -> Result:
         n = len(rel)
-        key = (namespace, rel[-3])
-        view = self.index.view(*key)
+        view = self.index.view(namespace, rel[-3])
+        key = view.key if view is not None else (namespace, rel[-3])
         dep = self._dep_service(key)
         if view is None or not view.exists:
             result = _nxdomain(self._missing(key, view))
@@ -311,7 +319,8 @@ class Lookup:
 
     def _srv(self, owner: Name | None, view: ServiceView, srvs: Sequence[SrvRecord]) -> Result:
         answer: list[Record] = [
-            SrvRR(owner, self.ttl, (s.priority, s.weight, s.port), Name(s.target_labels)) for s in srvs
+            SrvRR(owner, self.ttl, (s.priority, s.weight, s.port), Name(_plain_labels(s.target)))
+            for s in srvs
         ]
         glue: list[Record] = []
         for s in {s.target: s for s in srvs}.values():
@@ -319,7 +328,7 @@ class Lookup:
                 addrs = view.addresses
             else:
                 addrs = view.endpoints.get(s.target.split(".", 1)[0], Addresses())
-            glue.extend(self._address_rrs(Name(s.target_labels), addrs))
+            glue.extend(self._address_rrs(Name(_plain_labels(s.target)), addrs))
         return Result(Status.ANSWER, answer, glue)
 
     def _external_name(self, owner: Name | None, target: str, qtype: int) -> Result:
@@ -383,7 +392,7 @@ class Lookup:
             (index.cluster_ip_ptr, packed, index.cluster_ip_ptr.get(packed)),
             (index.endpoint_ptr, packed, index.endpoint_ptr.get(packed)),
         ]
-        for key in (index.cluster_ip_ptr.get(packed), *index.endpoint_ptr.get(packed, ())):
+        for key in (index.cluster_ip_ptr.get(packed), *index.services_with_endpoint(packed)):
             if key is not None:
                 deps += [self._dep_endpoints(key), self._dep_namespace(key[0])]
         targets = [t for ns, t in index.ptr_targets(packed) if self._exposed(ns)]
