@@ -21,7 +21,6 @@ kdns/server/replay.py, used when the extension is not built).
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -44,9 +43,6 @@ except ImportError:  # no compiler at install, or PyPy: the same table in Python
     Table = replay.Table
     drain = replay.drain
     NATIVE = False
-    logging.getLogger("kdns").warning(
-        "[WARNING] kdns.server._hotpath is not built: the fast path runs in pure Python (slower)"
-    )
 
 # Question types whose replies become templates. Every template, and the stats slot its metric labels
 # get, is state a client creates by asking; with all 65,536 qtypes (and DO on or off) it reached

@@ -22,6 +22,7 @@ from kdns.chain import ListenKey, Planner, ServerPlan
 from kdns.corefile import Corefile, CorefileError, parse_file
 from kdns.log import core_logger
 from kdns.plugin import Plugin, ReloadObserver, Traced
+from kdns.server import fastpath
 from kdns.server.dispatch import Dispatcher
 from kdns.server.listeners import DispatcherSlot, Listener
 from kdns.server.trace import ask, trace
@@ -80,6 +81,8 @@ class Runtime:
     async def start(self, corefile: Corefile) -> None:
         """Everything is ready, logged and counted before the first socket opens, so whoever sees
         the port open (a probe, a test) sees a finished start-up."""
+        if not fastpath.NATIVE:
+            _log.warning("kdns.server._hotpath is not built: the fast path replays in pure Python (slower)")
         plan = self._planner(corefile, self, self.shared, self.dns_port)
         await self._start_plugins(plan)
         self.corefile, self.plan = corefile, plan
