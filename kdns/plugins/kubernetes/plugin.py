@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import time
 
-from dnslib import RCODE
+from dnslib import QTYPE, RCODE
 
 from kdns.k8s.index import ClusterIndex
 from kdns.k8s.models import Kind
@@ -27,8 +27,8 @@ from kdns.plugins.kubernetes.answer import Zone, render
 from kdns.plugins.kubernetes.lookup import Lookup, Name, Result, Status
 from kdns.plugins.kubernetes.options import KubernetesOptions
 from kdns.protocol import names
-from kdns.protocol.edns import EdeCode
-from kdns.protocol.message import parse_message
+from kdns.protocol.edns import EdeCode, ede
+from kdns.protocol.message import add_reply_option, parse_message
 from kdns.protocol.names import zone_matches
 from kdns.request import Reply, Request, Reuse
 
@@ -178,7 +178,10 @@ class Kubernetes(Plugin):
             result.deps.extend(inner.deps)
             result.negative_tail = inner.status is not Status.ANSWER
             if result.negative_tail:
-                result.reason = f"externalName target {written_text(written)} {_why(inner)}"
+                result.reason = (
+                    f"externalName target {written_text(written)} {_lacks(inner.status, request.qtype)}"
+                )
+                result.reason += f" ({inner.reason})" if inner.reason else ""
             if inner.status is Status.NXDOMAIN:
                 return NXDOMAIN  # RFC 6604 §2.1: the rcode describes the last name of the chain
             target, written = inner.chase, inner.chase_name
@@ -210,6 +213,9 @@ class Kubernetes(Plugin):
         if not any(rr.rtype == request.qtype for rr in upstream.rr):
             for rr in upstream.auth:
                 msg.add_auth(rr)
+            status = Status.NXDOMAIN if upstream.header.rcode == NXDOMAIN else Status.NODATA
+            why = f"externalName target {written_text(outside.written)} {_lacks(status, request.qtype)}"
+            add_reply_option(msg, *ede(EdeCode.OTHER_ERROR, why))  # only when the client sent EDNS
         msg.header.tc = upstream.header.tc  # docs/dns-contract.md §5: the upstream's TC bit is copied
         if upstream.header.rcode == NXDOMAIN:
             msg.header.rcode = NXDOMAIN
@@ -231,13 +237,9 @@ def written_text(name: Name) -> str:
     return names.to_text(name.labels).rstrip(".")
 
 
-def _why(inner: Result) -> str:
-    """`inner`'s reason, put as what the target lacks."""
-    return (
-        f"does not exist ({inner.reason})"
-        if inner.status is Status.NXDOMAIN
-        else f"has no data ({inner.reason})"
-    )
+def _lacks(status: Status, qtype: int) -> str:
+    """What a chased name that gave no answer lacks, in words: `has no AAAA`, `does not exist`."""
+    return "does not exist" if status is Status.NXDOMAIN else f"has no {QTYPE.get(qtype)}"
 
 
 async def _own_addresses() -> list[str]:
