@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 class Outcome:
     """What happened to one packet answered through a chain (or by the server itself)."""
 
-    request: Request | None  # None when the packet never became a request to count (no question…)
-    reply: Reply | None
-    wire: bytes | None
+    request: Request
+    reply: Reply
+    wire: bytes
     chain: Chain | None = None  # the server block that answered; None: the server itself did
 
 

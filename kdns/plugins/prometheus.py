@@ -123,8 +123,6 @@ _chains_with_prometheus: weakref.WeakKeyDictionary[Chain, bool] = weakref.WeakKe
 def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
     """Dispatcher observer: response sizes for blocks with prometheus, and the dropped queries."""
     r, reply, chain = outcome.request, outcome.reply, outcome.chain
-    if r is None or reply is None:
-        return  # not even a question: CoreDNS does not count these either
     if chain is None:
         report(r, DROPPED, rcode_label(reply.rcode), "", 0.0)
         zone = DROPPED
@@ -132,7 +130,7 @@ def observe(outcome: Outcome, proto: str, client: tuple[str, int]) -> None:
         zone = r.zone
     else:
         return
-    _response_size(r.server, zone, proto, len(outcome.wire or b""))
+    _response_size(r.server, zone, proto, len(outcome.wire))
 
 
 def observe_fast(info: Served, stats: FastStats) -> None:

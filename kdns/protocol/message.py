@@ -33,9 +33,8 @@ def new_reply(query: Query, edns: Edns | None, rcode: int = RCODE.NOERROR, aa: b
     )
     header.cd = int(bool(query.flags & _CD))
     reply = DNSRecord(header)
-    if query.qdcount:
-        # DNSLabel from the label tuple: the labels as sent, a dot inside one included.
-        reply.add_question(DNSQuestion(DNSLabel(query.labels), query.qtype, query.qclass))
+    # DNSLabel from the label tuple: the labels as sent, a dot inside one included.
+    reply.add_question(DNSQuestion(DNSLabel(query.labels), query.qtype, query.qclass))
     if edns is not None:
         reply.add_ar(make_opt(edns, ext_rcode=rcode >> 4))
     return reply

@@ -8,8 +8,10 @@ is decided in one place (RFC 1035 §4.1.1):
   chains, names over 255 octets, label types 0b01/0b10), records running past the end, more than
   one OPT or an OPT outside the additional section or not owned by the root (RFC 6891 §6.1.1):
   FORMERR carrying the query's ID;
-- no question, or more than one: reported as such (the dispatcher answers SERVFAIL / FORMERR, as
-  CoreDNS does).
+- a header that no query has — no question or more than one, more than one answer or authority
+  record, more than two additional records: FORMERR without reading further, as CoreDNS's server
+  library does before any plugin runs (miekg/dns DefaultMsgAcceptFunc; the counts leave room for a
+  NOTIFY's SOA, RFC 1996 §3.7, and an OPT plus a TSIG);
 Octets after the last record are ignored, as most servers do.
 """
 
@@ -43,11 +45,10 @@ class Query:
 
     id: int
     flags: int  # the header's second 16 bits
-    qdcount: int
-    labels: tuple[bytes, ...]  # the question's name as the client spelled it (empty: no question)
+    labels: tuple[bytes, ...]  # the question's name as the client spelled it
     qtype: int
     qclass: int
-    question_end: int  # offset just past QTYPE/QCLASS (12 when there is no question)
+    question_end: int  # offset just past QTYPE/QCLASS
     edns: Edns | None
 
     @property
@@ -62,19 +63,14 @@ def parse(wire: bytes) -> Query:
     qid, flags, qd, an, ns, ar = HEADER.unpack_from(wire)
     if flags & QR:
         raise Dropped("a response, not a query")
+    if qd != 1 or an > 1 or ns > 1 or ar > 2:
+        raise FormatError(f"a query has one question (this has {qd}) and few records ({an}/{ns}/{ar})", qid)
     try:
-        labels: tuple[bytes, ...] = ()
-        qtype = qclass = 0
-        i = HEADER.size
-        for n in range(qd):
-            name, i = names.read_name(wire, i)
-            if i + 4 > len(wire):
-                raise FormatError("question runs past the end of the message", qid)
-            if n == 0:
-                labels = name
-                qtype, qclass = struct.unpack_from("!HH", wire, i)
-            i += 4
-        question_end = i if qd else HEADER.size
+        labels, i = names.read_name(wire, HEADER.size)
+        if i + 4 > len(wire):
+            raise FormatError("question runs past the end of the message", qid)
+        qtype, qclass = struct.unpack_from("!HH", wire, i)
+        question_end = i = i + 4
         edns = None
         for section, count in enumerate((an, ns, ar)):
             for _ in range(count):
@@ -92,7 +88,7 @@ def parse(wire: bytes) -> Query:
                     edns = _edns(rclass, ttl, wire[rdata_at:i], qid)
     except names.BadName as e:
         raise FormatError(str(e), qid) from None
-    return Query(qid, flags, qd, labels, qtype, qclass, question_end, edns)
+    return Query(qid, flags, labels, qtype, qclass, question_end, edns)
 
 
 def _edns(udp_size: int, ttl: int, rdata: bytes, qid: int) -> Edns:

@@ -262,6 +262,14 @@ static int parse_question(const uint8_t *d, Py_ssize_t n, int tcp, Question *q) 
         uint16_t rtype = be16(rr), size = be16(rr + 2), rdlen = be16(rr + 8);
         uint8_t version = rr[5];
         if (rtype != TYPE_OPT || version != 0 || end + 11 + rdlen != n) return 0;
+        /* Each option must fit the OPT's RDATA exactly (RFC 6891 §6.1.2): else the query is a
+         * FORMERR, which only the full reader answers. */
+        Py_ssize_t o = end + 11;
+        while (o < n) {
+            if (o + 4 > n) return 0;
+            o += 4 + be16(d + o + 2);
+        }
+        if (o != n) return 0;
         shape |= (rr[6] & 0x80) ? 2 : 1;
         if (!tcp) limit = size < MIN_UDP ? MIN_UDP : size;
     } else if (end != n) {

@@ -124,9 +124,6 @@ class Dispatcher:
             return None
         except FormatError as e:
             return formerr_reply(e.query_id)
-        if request.query.qdcount != 1:
-            rcode = RCODE.SERVFAIL if request.query.qdcount == 0 else RCODE.FORMERR
-            return self._finish(request, self._server_reply(request, rcode), counted=False)
         try:
             reply, chain = await self._answer(request)
         except FormatError as e:  # a plugin needed the dnslib message and dnslib could not read it
@@ -192,12 +189,10 @@ class Dispatcher:
         request: Request,
         reply: Reply,
         chain: Chain | None = None,
-        counted: bool = True,
         observe: bool = True,
     ) -> bytes:
         """The reply's bytes, truncated to what the client takes; observers told (unless the reply
-        is about to be replayed, which counts it). `counted` False: the packet never became a request
-        to observers (no question, or several)."""
+        is about to be replayed, which counts it)."""
         tcp = request.proto == "tcp"
         try:
             if reply.wire is not None:
@@ -209,7 +204,7 @@ class Dispatcher:
             reply = Reply(new_reply(request.query, request.edns, RCODE.SERVFAIL), reply.plugin)
             wire = to_wire(reply.message, request.edns, tcp)
         if observe and self.observers:
-            outcome = Outcome(request if counted else None, reply, wire, chain)
+            outcome = Outcome(request, reply, wire, chain)
             for observer in self.observers:
                 observer(outcome, request.proto, request.client)
         return wire

@@ -156,6 +156,11 @@ class Listener:
         self._connections.add(connection)
         try:
             await connection.serve()
+        except asyncio.CancelledError:
+            # Closed by the server (evicted, stopped reading, shutting down). asyncio's stream
+            # protocol logs the traceback of a cancelled connection task, one per eviction.
+            if not connection.closed_by_server:
+                raise
         finally:
             self._connections.discard(connection)
 
@@ -188,6 +193,7 @@ class _TcpConnection:
         self._write_lock = asyncio.Lock()
         self._reading = False
         self._task = asyncio.current_task()
+        self.closed_by_server = False
 
     @property
     def idle(self) -> bool:
@@ -195,6 +201,7 @@ class _TcpConnection:
         return self._reading and not self._pending
 
     def close(self) -> None:
+        self.closed_by_server = True
         if self._task is not None:
             self._task.cancel()
 

@@ -52,6 +52,11 @@ def question(data: bytes, tcp: bool) -> tuple[int, int, int] | None:
         rtype, size, _, version, do, rdlen = struct.unpack_from("!HHBBBxH", data, end + 1)
         if rtype != _TYPE_OPT or version != 0 or end + 11 + rdlen != n:
             return None
+        option = end + 11  # each option fits the OPT exactly, else the full reader's FORMERR
+        while option + 4 <= n:
+            option += 4 + struct.unpack_from("!H", data, option + 2)[0]
+        if option != n:
+            return None
         shape |= 2 if do & 0x80 else 1
         if not tcp:
             limit = max(size, _MIN_UDP)

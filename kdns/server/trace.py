@@ -67,7 +67,7 @@ async def trace(dispatcher: Dispatcher, qname: str, qtype: int) -> Traced:
     outcome = seen[0] if seen else None
     if outcome is not None:
         chain = outcome.chain  # None: the server answered by itself (REFUSED…)
-        plugin = outcome.reply.plugin if outcome.reply is not None else ""
+        plugin = outcome.reply.plugin
     else:  # dropped by a plugin (acl): observers hear nothing, but the name went to its block
         routed = dispatcher.routes.match(names.to_text(labels).lower())
         chain, plugin = (routed[1] if routed is not None else None), ""

@@ -111,12 +111,6 @@ def test_idle_tcp_connection_is_closed(server: KdnsProcess) -> None:
         assert time.monotonic() - start >= TCP_IDLE_TIMEOUT - 1
 
 
-def test_query_without_question_is_servfail(server: KdnsProcess) -> None:
-    header = struct.pack("!HHHHHH", 77, 0x0100, 0, 0, 0, 0)
-    reply = udp_exchange(server.port, header)
-    assert reply is not None and reply[:2] == struct.pack("!H", 77) and reply[3] & 0x0F == dns.rcode.SERVFAIL
-
-
 def test_names_outside_every_zone_are_refused(kdns: Callable[..., KdnsProcess]) -> None:
     p = kdns("example.org:{port} {\n  bind 127.0.0.1\n  whoami\n}\n")
     assert rcode(ask(p.port, "www.example.org.", "A")) == "NOERROR"
