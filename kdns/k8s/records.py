@@ -168,7 +168,7 @@ def build_view(
     rel = f"{name}.{ns}.svc"
     if svc.is_external_name:
         target = svc.external_name.rstrip(".")  # spelled as given; compared lower-cased
-        valid = bool(target) and not _is_ip(target)  # §5, coredns/coredns#2324: an IP is no target
+        valid = bool(target) and not is_ip(target)  # §5, coredns/coredns#2324: an IP is no target
         return ServiceView(ns, name, valid, Addresses(), target if valid else None)
 
     ready = _ready_endpoints(slices, endpoint_pod_names) if use_endpoints else []
@@ -220,7 +220,8 @@ def _by_label(ready: Iterable[_ReadyEndpoint]) -> dict[str, Addresses]:
     return {label: split_families(ips) for label, ips in grouped.items()}
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address, not a host name (ExternalName targets, LoadBalancer ingress)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -10,12 +10,11 @@ every answer reads the current index.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kdns.k8s.models import Service, ServicePort
-from kdns.k8s.records import Addresses, SrvRecord, packed_ip
+from kdns.k8s.records import Addresses, SrvRecord, is_ip, packed_ip
 from kdns.plugin import Plugin
 from kdns.plugins.kubernetes import Kubernetes
 
@@ -50,7 +49,7 @@ def _external(svc: Service) -> ExternalService:
     addresses: list[str] = []
     hostnames: list[str] = []
     for entry in (*svc.external_ips, *svc.ingress):
-        (addresses if _is_ip(entry) else hostnames).append(entry)
+        (addresses if is_ip(entry) else hostnames).append(entry)
     return ExternalService(
         svc.namespace.lower(), svc.name.lower(), tuple(dict.fromkeys(addresses)),
         tuple(dict.fromkeys(h.rstrip(".") for h in hostnames)), svc.ports, svc.headless,
@@ -111,10 +110,3 @@ class ClusterData:
                     found[key] = _external(svc)
         return list(found.values()), own
 
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -109,6 +109,10 @@ class Result:
     reason: str = ""  # why it is negative, in plain words (Extended DNS Error text, RFC 8914)
 
 
+# A name below `<namespace>.svc|pod`: (relative labels, namespace, qtype, owner) → its Result.
+_Below = Callable[[list[str], str, int, "Name | None"], Result]
+
+
 def _nodata(reason: str = "") -> Result:
     return Result(Status.NODATA, reason=reason)
 
@@ -232,19 +236,9 @@ class Lookup:
     # --- svc.<zone> -----------------------------------------------------------------------------
 
     def _svc(self, rel: list[str], qtype: int, owner: Name | None) -> Result:
-        n = len(rel)
-        if n == 1:
+        if len(rel) == 1:
             return _nodata("svc holds no records (an empty non-terminal)")
-        namespace = rel[-2]
-        why_not = self._unexposed(namespace)
-        if why_not:
-            result = _nxdomain(why_not)
-        elif n == 2:
-            result = _nodata(f"namespace {namespace} holds no records (an empty non-terminal)")
-        else:
-            result = self._service_names(rel, namespace, qtype, owner)
-        result.deps.append(self._dep_namespace(namespace))
-        return result
+        return self._in_namespace(rel, qtype, owner, self._service_names)
 
     def _service_names(self, rel: list[str], namespace: str, qtype: int, owner: Name | None) -> Result:
         n = len(rel)
@@ -351,21 +345,26 @@ class Lookup:
             return _nxdomain("pods disabled")
         if n > 3:
             return _nxdomain("no such name below pod (want <a-b-c-d>.<namespace>.pod)")
+        return self._in_namespace(rel, qtype, owner, self._pod_address)
+
+    def _in_namespace(self, rel: list[str], qtype: int, owner: Name | None, below: _Below) -> Result:
+        """`<namespace>.svc|pod` and what is `below` it: NXDOMAIN for a namespace that is not
+        exposed, NODATA for the namespace name itself; valid while the namespace's standing is."""
         namespace = rel[-2]
         why_not = self._unexposed(namespace)
         if why_not:
             result = _nxdomain(why_not)
-        elif n == 2:
+        elif len(rel) == 2:
             result = _nodata(f"namespace {namespace} holds no records (an empty non-terminal)")
         else:
-            result = self._pod_address(rel[0], namespace, qtype, owner)
+            result = below(rel, namespace, qtype, owner)
         result.deps.append(self._dep_namespace(namespace))
         return result
 
-    def _pod_address(self, label: str, namespace: str, qtype: int, owner: Name | None) -> Result:
-        ip = address_from_pod_label(label)
+    def _pod_address(self, rel: list[str], namespace: str, qtype: int, owner: Name | None) -> Result:
+        ip = address_from_pod_label(rel[0])
         if ip is None:
-            return _nxdomain(f"{label} is not an address written with dashes")
+            return _nxdomain(f"{rel[0]} is not an address written with dashes")
         addrs = split_families((ip,))
         if self.opts.pods == "verified":
             packed = (addrs.v4_packed or addrs.v6_packed)[0]
