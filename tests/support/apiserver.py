@@ -398,6 +398,7 @@ class ApiServer:
         for transport in list(self._hung):
             transport.abort()
         self._release_hung.set()
+        self._release_hung = asyncio.Event()
 
     # -- TLS and credentials ----------------------------------------------------------------------
 
@@ -646,8 +647,13 @@ class ApiServer:
         self._call(self._rules.append, _Rule(count, watch, status=0, match=match))
 
     def release_hung(self) -> None:
+        """End the hung responses, and the hangs not yet taken: a request that comes after this
+        (a slow client's) is answered, not hung until a release that never comes."""
+
         def release() -> None:
+            self._rules = [r for r in self._rules if r.status != 0]
             self._release_hung.set()
+            self._release_hung = asyncio.Event()
             for transport in list(self._hung):
                 transport.abort()
 
@@ -719,7 +725,6 @@ class ApiServer:
         transport = request.transport
         assert transport is not None
         self._hung.add(transport)
-        self._release_hung.clear()
         try:
             await self._release_hung.wait()
         finally:
