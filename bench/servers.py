@@ -65,18 +65,26 @@ class Proc:
         self._log_file.close()
 
 
-def python_env() -> dict[str, str]:
-    """Run the checkout's kdns (and tests.support) without installing it."""
-    return {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
+def python_env(root: Path = ROOT) -> dict[str, str]:
+    """Run the kdns (and tests.support) of the checkout at `root` without installing it: PYTHONPATH
+    comes before the editable install's finder, which Python consults last."""
+    return {"PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
 
 
 def start_kdns(
-    workdir: Path, corefile: str, cpu: str | None, name: str = "kdns", extra_args: Sequence[str] = ()
+    workdir: Path,
+    corefile: str,
+    cpu: str | None,
+    name: str = "kdns",
+    extra_args: Sequence[str] = (),
+    root: Path = ROOT,
+    python: str = sys.executable,
 ) -> Proc:
+    """kdns from the checkout at `root` (another one than this: bench/churn.py's --kdns-root)."""
     path = workdir / f"{name}.Corefile"
     path.write_text(corefile)
-    argv = [sys.executable, "-m", "kdns", "-conf", str(path), "-quiet", *extra_args]
-    return Proc(name, argv, workdir / f"{name}.log", cpu, env=python_env(), cwd=workdir)
+    argv = [python, "-m", "kdns", "-conf", str(path), "-quiet", *extra_args]
+    return Proc(name, argv, workdir / f"{name}.log", cpu, env=python_env(root), cwd=workdir)
 
 
 def knot_config(workdir: Path, zones: dict[str, Path], port: int) -> str:
