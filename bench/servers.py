@@ -177,6 +177,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_list(spec: str) -> list[int]:
+    """taskset's CPU list syntax ("0", "0,2", "0-3") as CPU numbers."""
+    out: list[int] = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
+
+
+def cpus_busy(cpus: list[int]) -> float:
+    """Seconds the CPUs `cpus` have been busy since boot, time stolen by the hypervisor included
+    (/proc/stat: user nice system idle iowait irq softirq steal …). Less the server's own CPU time
+    over a run, it is what else ran on the server's core: the noise of a shared machine."""
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+            busy += user + nice + system + irq + softirq + steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of `pid` in MiB, from /proc/PID/status."""
     fields = {}
