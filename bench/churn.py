@@ -140,6 +140,7 @@ class Run:
     server_cpu: float | None  # CPU-seconds the server used during the run
     load: str  # load average when the run ended
     others: float | None = None  # share of the server CPU(s) busy with anything but the server
+    note: str = ""
     fixed_rate: bool = False  # dnsperf -Q: qps is the rate asked for, not a capacity
     churn: dict[str, float] | None = None  # events, written/s, max writer lag, API server CPU-seconds
 
@@ -245,13 +246,13 @@ class Bench:
         a = self.args
         slug = f"{server}-{run}".replace(" ", "-").replace("/", "")
         api_cpu0 = cpu_seconds(api.pid) if api else 0.0
-        busy0, t0 = cpus_busy(self.server_cpus), time.monotonic()
         with dnsperf.probing(
             port, self.files.queries, cpu=a.client_cpu, qps=a.probe_qps, out=self.work / f"probe-{slug}.txt"
         ) as probe:
-            perf = dnsperf.run(
-                port,
-                self.files.queries,
+            perf, others, note = self._dnsperf(
+                f"{run}, {server}",
+                port=port,
+                queries=self.files.queries,
                 seconds=a.seconds,
                 cpu=a.client_cpu,
                 clients=a.clients,
@@ -261,7 +262,7 @@ class Bench:
             )
         assert probe.result is not None
         out = _run(run, server, perf, probe.result)
-        out.others = self._others(busy0, t0, perf)
+        out.others, out.note = others, note
         if api:
             out.churn = {"api_cpu": cpu_seconds(api.pid) - api_cpu0}
         _print(out)
@@ -269,10 +270,10 @@ class Bench:
 
     def latency(self, run: str, server: str, port: int, pid: int) -> Run:
         a = self.args
-        busy0, t0 = cpus_busy(self.server_cpus), time.monotonic()
-        perf = dnsperf.run(
-            port,
-            self.files.queries,
+        perf, others, note = self._dnsperf(
+            f"{run}, {server}",
+            port=port,
+            queries=self.files.queries,
             seconds=a.latency_seconds,
             cpu=a.client_cpu,
             clients=a.clients,
@@ -282,17 +283,27 @@ class Bench:
             server_pid=pid,
         )
         out = _run(run, server, perf, perf)
-        out.fixed_rate = True
-        out.others = self._others(busy0, t0, perf)
+        out.fixed_rate, out.others, out.note = True, others, note
         _print(out)
         return out
 
-    def _others(self, busy0: float, t0: float, perf: dnsperf.PerfResult) -> float | None:
-        """Share of the server CPU(s) that went to anything but the server since (busy0, t0)."""
-        if perf.server_cpu is None:
-            return None
-        wall = (time.monotonic() - t0) * len(self.server_cpus)
-        return max(0.0, cpus_busy(self.server_cpus) - busy0 - perf.server_cpu) / wall
+    def _dnsperf(self, what: str, **kw: Any) -> tuple[dnsperf.PerfResult, float | None, str]:
+        """dnsperf.run(**kw), the share of the server CPU(s) that went to anything but the server
+        meanwhile, and a note when dnsperf hung (dnsperf.HANG_GRACE) and the run was repeated."""
+        note = ""
+        busy0, t0 = cpus_busy(self.server_cpus), time.monotonic()
+        try:
+            perf = dnsperf.run(**kw)
+        except dnsperf.Hung as exc:
+            print(f"{what}: {exc}; running it again", flush=True)
+            note = "dnsperf hung; these are a second attempt's figures"
+            busy0, t0 = cpus_busy(self.server_cpus), time.monotonic()
+            perf = dnsperf.run(**kw)
+        others = None
+        if perf.server_cpu is not None:
+            wall = (time.monotonic() - t0) * len(self.server_cpus)
+            others = max(0.0, cpus_busy(self.server_cpus) - busy0 - perf.server_cpu) / wall
+        return perf, others, note
 
 
 def _run(run: str, server: str, perf: dnsperf.PerfResult, timed: dnsperf.PerfResult) -> Run:
@@ -809,6 +820,7 @@ def markdown(
         "× knotd static: qps ÷ knotd's static warm qps of this run (the issue's reference); knotd ran "
         "before the kdns rounds",
     ]
+    notes += [f"{r.run}, {r.server}: {r.note}" for r in runs if r.note]
     return (
         f"Command: `{command}`\n\n{facts_text}\n\n{runs_table(runs, knot)}\n\n"
         f"{figures_table(rounds, knot)}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

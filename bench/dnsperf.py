@@ -97,6 +97,17 @@ def command(
     return [*pin, *argv]
 
 
+# dnsperf 2.10 can hang at the end of a run on a starved machine: its receive thread spins in
+# poll() and the main thread waits for it forever (SIGINT does not stop it). Seen once here, under
+# load average 5, at the end of a `-l 20` run; runs are killed this long after their due end.
+HANG_GRACE = 60.0
+ONCE_LIMIT = 900.0  # a single pass (-n 1) over a question file takes far less than this
+
+
+class Hung(RuntimeError):
+    """dnsperf did not finish (see HANG_GRACE); it has been killed."""
+
+
 def run(
     port: int,
     queries: Path,
@@ -124,7 +135,13 @@ def run(
         once=once,
     )
     before = cpu_seconds(server_pid) if server_pid else 0.0
-    out = subprocess.run([*argv, *extra], capture_output=True, text=True, check=True).stdout
+    limit = (ONCE_LIMIT if once else seconds) + HANG_GRACE
+    try:
+        out = subprocess.run(
+            [*argv, *extra], capture_output=True, text=True, check=True, timeout=limit
+        ).stdout
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
+        raise Hung(f"dnsperf still running after {limit:g} s: {' '.join(argv)}") from exc
     result = parse(out)
     if server_pid:
         result.server_cpu = cpu_seconds(server_pid) - before
@@ -155,8 +172,14 @@ def probing(port: int, queries: Path, *, cpu: str | None, qps: int, out: Path) -
         yield probe
     finally:
         probe.proc.send_signal(signal.SIGINT)
-        probe.proc.wait(30)
-        probe.result = parse(out.read_text(errors="replace"))
+        try:
+            probe.proc.wait(30)
+            probe.result = parse(out.read_text(errors="replace"))
+        except subprocess.TimeoutExpired:  # hung (see HANG_GRACE): no summary, the lines it printed
+            probe.proc.kill()
+            probe.proc.wait()
+            latencies = latencies_of(out.read_text(errors="replace"))
+            probe.result = PerfResult(0, len(latencies), 0, 0.0, 0.0, 0.0, {}, latencies)
 
 
 def parse(output: str) -> PerfResult:
@@ -170,7 +193,7 @@ def parse(output: str) -> PerfResult:
     m = re.search(r"Response codes:\s+(.*)", output)
     if m:
         rcodes = {code: int(n) for code, n in re.findall(r"([A-Z]+) (\d+)", m.group(1))}
-    latencies = sorted(float(s) for _, s in _VERBOSE_LINE.findall(output))
+    latencies = latencies_of(output)
     return PerfResult(
         int(values["sent"]),
         int(values["completed"]),
@@ -181,3 +204,8 @@ def parse(output: str) -> PerfResult:
         rcodes,
         latencies,
     )
+
+
+def latencies_of(output: str) -> list[float]:
+    """The per-query seconds `-v` printed, sorted."""
+    return sorted(float(s) for _, s in _VERBOSE_LINE.findall(output))

@@ -310,9 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             profiles = {}
             if args.profile > 0:
                 profiles["cluster names"] = run_profile(kd, kport, files.queries, args, work / "profile.txt")
-        api_start = (
-            None if args.skip_api else cold_start_from_api(work, files, probe_check, args, extra)
-        )
+        api_start = None if args.skip_api else cold_start_from_api(work, files, probe_check, args, extra)
         fwd = None
         if not args.skip_forward:
             fwd = forwarded(work, (knot_port, knot.pid), files.forward_queries, args, extra, profiles)
