@@ -37,11 +37,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import dns.message
+import dns.query
+import dns.rdatatype
 
 from bench import dnsperf, gen
 from bench.churn_api import Question, Written, api_main, final_answers, read_slices
@@ -288,22 +292,33 @@ class Bench:
         return out
 
     def _dnsperf(self, what: str, **kw: Any) -> tuple[dnsperf.PerfResult, float | None, str]:
-        """dnsperf.run(**kw), the share of the server CPU(s) that went to anything but the server
-        meanwhile, and a note when dnsperf hung (dnsperf.HANG_GRACE) and the run was repeated."""
-        note = ""
-        busy0, t0 = cpus_busy(self.server_cpus), time.monotonic()
-        try:
-            perf = dnsperf.run(**kw)
-        except dnsperf.Hung as exc:
-            print(f"{what}: {exc}; running it again", flush=True)
-            note = "dnsperf hung; these are a second attempt's figures"
-            busy0, t0 = cpus_busy(self.server_cpus), time.monotonic()
-            perf = dnsperf.run(**kw)
+        """dnsperf (see `run_once_more_if_hung`), and the share of the server CPU(s) that went to
+        anything but the server meanwhile."""
+        busy: list[float] = []
+
+        def before() -> None:
+            busy[:] = [cpus_busy(self.server_cpus), time.monotonic()]
+
+        perf, note = run_once_more_if_hung(what, before, **kw)
         others = None
         if perf.server_cpu is not None:
-            wall = (time.monotonic() - t0) * len(self.server_cpus)
-            others = max(0.0, cpus_busy(self.server_cpus) - busy0 - perf.server_cpu) / wall
+            wall = (time.monotonic() - busy[1]) * len(self.server_cpus)
+            others = max(0.0, cpus_busy(self.server_cpus) - busy[0] - perf.server_cpu) / wall
         return perf, others, note
+
+
+def run_once_more_if_hung(
+    what: str, before: Callable[[], None] = lambda: None, **kw: Any
+) -> tuple[dnsperf.PerfResult, str]:
+    """dnsperf.run(**kw), repeated once if dnsperf hung (dnsperf.HANG_GRACE), with a note saying
+    so; `before` runs before each attempt."""
+    before()
+    try:
+        return dnsperf.run(**kw), ""
+    except dnsperf.Hung as exc:
+        print(f"{what}: {exc}; running it again", flush=True)
+    before()
+    return dnsperf.run(**kw), "dnsperf hung; these are a second attempt's figures"
 
 
 def _run(run: str, server: str, perf: dnsperf.PerfResult, timed: dnsperf.PerfResult) -> Run:
@@ -334,6 +349,7 @@ def _print(r: Run) -> None:
 
 def with_churn(r: Run, w: Written) -> Run:
     r.churn = {**(r.churn or {}), "events": w.events, "rate": w.rate, "max_lag": w.max_lag}
+    r.churn.update({f"{k} requests": v for k, v in w.requests.items()})
     return r
 
 
@@ -398,20 +414,16 @@ def _agreement(port: int, b: Bench) -> str:
 
 
 def settle(port: int, expected: dict[Question, set[str]], timeout: float) -> Check:
-    """Ask every expected name until all answer their final addresses or `timeout` passes."""
+    """Ask every expected name until all answer their final addresses or `timeout` passes. Names
+    still wrong are asked once more over TCP with EDNS: other query bytes than dnsperf's, so an
+    answer replayed from bytes cached before the change cannot be what comes back."""
     t0 = time.monotonic()
     pending = dict(expected)
     wrong: dict[Question, str] = {}
     at_first: int | None = None
     while True:
         for q, want in list(pending.items()):
-            try:
-                reply = ask(port, *q, timeout=1.0)
-                got = {
-                    rd.to_text() for rrset in reply.answer if rrset.rdtype == _rdtype(q[1]) for rd in rrset
-                }
-            except Exception as exc:  # a timeout is a wrong answer too, shown in the examples
-                got = {f"no reply: {type(exc).__name__}"}
+            got = _addresses(port, q)
             if got == want:
                 del pending[q]
                 wrong.pop(q, None)
@@ -422,12 +434,25 @@ def settle(port: int, expected: dict[Question, set[str]], timeout: float) -> Che
         if not pending:
             return Check(len(expected), 0, elapsed, at_first)
         if elapsed > timeout:
-            return Check(len(expected), len(pending), None, at_first, list(wrong.values())[:5])
+            examples = [
+                f"{wrong[q]}; over TCP with EDNS: {sorted(_addresses(port, q, True))}" for q in pending
+            ]
+            return Check(len(expected), len(pending), None, at_first, examples[:5])
         time.sleep(0.2)
 
 
-def _rdtype(qtype: str) -> int:
-    return 28 if qtype == "AAAA" else 1
+def _addresses(port: int, q: Question, tcp_edns: bool = False) -> set[str]:
+    """The addresses kdns answers to `q` (UDP without EDNS, as dnsperf asks, unless `tcp_edns`)."""
+    try:
+        if tcp_edns:
+            query = dns.message.make_query(q[0], q[1], use_edns=0)
+            reply = dns.query.tcp(query, "127.0.0.1", port=port, timeout=1.0)
+        else:
+            reply = ask(port, *q, timeout=1.0)
+    except Exception as exc:  # a timeout is a wrong answer too, shown in the examples
+        return {f"no reply: {type(exc).__name__}"}
+    rdtype = dns.rdatatype.from_text(q[1])
+    return {rd.to_text() for rrset in reply.answer if rrset.rdtype == rdtype for rd in rrset}
 
 
 def _check_text(c: Check) -> str:
@@ -518,9 +543,10 @@ def rss_full(b: Bench, checkouts: list[Checkout]) -> dict[str, dict[str, float]]
                 synced = wait_for(kd, answers(port, *probe), 900)
                 rss_synced = rss_mib(kd.pid)[0]
                 for once in (True, False):
-                    dnsperf.run(
-                        port,
-                        files.queries,
+                    run_once_more_if_hung(
+                        f"{co.label}, {a.rss_preset} data",
+                        port=port,
+                        queries=files.queries,
                         seconds=a.seconds,
                         cpu=a.client_cpu,
                         clients=a.clients,
@@ -528,7 +554,11 @@ def rss_full(b: Bench, checkouts: list[Checkout]) -> dict[str, dict[str, float]]
                         once=once,
                     )
                 rss, hwm = rss_mib(kd.pid)
+            logged = log_summary(kd.log)
+            if logged["errors"] or logged["warnings"] or logged["tracebacks"]:
+                print(f"{co.label}, {a.rss_preset} data, kdns logged: {logged['first']}", flush=True)
             out[co.label] = {
+                "warnings": logged["warnings"] + logged["errors"] + logged["tracebacks"],
                 "sync_seconds": synced,
                 "rss_synced_mib": rss_synced,
                 "rss_mib": rss,
@@ -614,6 +644,9 @@ def runs_table(runs: list[Run], knot: Reference) -> str:
             churn = f"{r.churn['events']:.0f} events, {r.churn['rate']:.1f}/s"
             if "api_cpu" in r.churn:
                 churn += f", API server {r.churn['api_cpu']:.1f} CPU s"
+            made = r.churn.get("watches requests", 0) + r.churn.get("other requests", 0)
+            if made:
+                churn += f"; kdns re-watched/listed {made:.0f}×"
         lost = f"{r.lost:,}" + (f" ({r.lost / r.sent:.1%})" if r.sent and r.lost else "")
         versus = "–" if r.fixed_rate else f"{r.qps / knot.static:.2f}"
         lines.append(
@@ -656,6 +689,13 @@ def figures_table(rounds: list[KdnsRound], knot: Reference) -> str:
     row(
         "RSS after load, --rss-preset data (MiB; peak)",
         [f"{k.rss_full['rss_mib']:.0f} ({k.rss_full['hwm_mib']:.0f})" if k.rss_full else "–" for k in rounds],
+    )
+    row(
+        "synced from the API, --rss-preset data (s; kdns log warnings)",
+        [
+            f"{k.rss_full['sync_seconds']:.1f} ({k.rss_full['warnings']:.0f})" if k.rss_full else "–"
+            for k in rounds
+        ],
     )
     row("cold ask, CPU per question p50 / p99 (µs)", [_cold(k, "cold") for k in rounds])
     row("warm ask (asked before), p50 / p99 (µs)", [_cold(k, "warm") for k in rounds])
@@ -766,8 +806,12 @@ def main(argv: list[str] | None = None) -> int:
     for k, co in zip(rounds, checkouts, strict=True):
         k.cold_ask = cold_ask(b, co)
     if args.rss_preset != "none":
-        for label, figures in rss_full(b, checkouts).items():
-            next(k for k in rounds if k.label == label).rss_full = figures
+        try:
+            for label, figures in rss_full(b, checkouts).items():
+                next(k for k in rounds if k.label == label).rss_full = figures
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:  # keep the rest
+            print(f"RSS with the {args.rss_preset} data not measured: {exc}", flush=True)
+            facts["RSS with the --rss-preset data"] = f"not measured: {str(exc).splitlines()[0]}"
     facts["load average at end"] = loadavg()
 
     ref = Reference(*(next(r.qps for r in runs if r.run == RUN_NAMES[n]) for n in ("static", "first")))

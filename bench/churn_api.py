@@ -175,6 +175,7 @@ class Written:
     seconds: float
     max_lag: float
     touched: dict[SliceKey, JSONDict] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)  # watches / other requests kdns made meanwhile
 
     @property
     def rate(self) -> float:
@@ -209,6 +210,7 @@ def _churn(api: ApiServer, conn: Connection, churn: Churn, kind: str, rate: floa
     start = time.monotonic()
     events, max_lag = 0, 0.0
     churn.touched = {}
+    requests_before = _requests(api)
     while True:
         due = start + events / rate
         if conn.poll(max(0.0, due - time.monotonic())):
@@ -218,7 +220,14 @@ def _churn(api: ApiServer, conn: Connection, churn: Churn, kind: str, rate: floa
         max_lag = max(max_lag, time.monotonic() - due)
         api.update(churn.next())
         events += 1
-    return Written(kind, events, time.monotonic() - start, max_lag, churn.touched)
+    seconds = time.monotonic() - start
+    made = {k: n - requests_before[k] for k, n in _requests(api).items()}
+    return Written(kind, events, seconds, max_lag, churn.touched, made)
+
+
+def _requests(api: ApiServer) -> dict[str, int]:
+    """Requests so far: a watch opened or a list made during a churn means kdns lost its stream."""
+    return {"watches": len(api.requests(watch=True)), "other": len(api.requests(watch=False))}
 
 
 def read_slices(manifests: Path) -> list[JSONDict]:
