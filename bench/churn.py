@@ -145,6 +145,12 @@ class Run:
     load: str  # load average when the run ended
     others: float | None = None  # share of the server CPU(s) busy with anything but the server
     note: str = ""
+
+    @property
+    def per_cpu(self) -> float | None:
+        """Answers per server CPU-second: what one core of its own would answer, other load aside."""
+        return self.completed / self.server_cpu if self.server_cpu else None
+
     fixed_rate: bool = False  # dnsperf -Q: qps is the rate asked for, not a capacity
     churn: dict[str, float] | None = None  # events, written/s, max writer lag, API server CPU-seconds
 
@@ -587,6 +593,8 @@ class Reference:
 
     static: float  # max load, static warm
     first: float  # one pass over the file (-n 1): dnsperf's start and end are in it as in kdns's
+    static_per_cpu: float | None = None  # the same as answers per server CPU-second
+    first_per_cpu: float | None = None
 
 
 def targets(k: KdnsRound, knot: Reference) -> list[tuple[str, str, bool]]:
@@ -638,7 +646,7 @@ def runs_table(runs: list[Run], knot: Reference) -> str:
     ]
     for r in runs:
         cpu = f"{r.server_cpu:.1f} ({r.server_cpu / r.seconds:.0%})" if r.server_cpu and r.seconds else "–"
-        per_cpu = fmt_qps(r.completed / r.server_cpu) if r.server_cpu else "–"
+        per_cpu = fmt_qps(r.per_cpu)
         churn = "–"
         if r.churn and "rate" in r.churn:
             churn = f"{r.churn['events']:.0f} events, {r.churn['rate']:.1f}/s"
@@ -671,6 +679,19 @@ def figures_table(rounds: list[KdnsRound], knot: Reference) -> str:
         row(f"target: {name}", cells)
     row("ClusterIP churn qps ÷ own static qps", [_ratio(k, "clusterip", "static") for k in rounds])
     row("first pass qps ÷ own static qps", [_ratio(k, "first", "static") for k in rounds])
+    per_cpu = "answers per server CPU-second (other load aside)"
+    row(
+        f"{per_cpu}: ClusterIP churn ÷ own static",
+        [_per_cpu(k, "clusterip", _own_per_cpu(k, "static")) for k in rounds],
+    )
+    for name, versus in (("clusterip", "static"), ("headless", "static"), ("first", "first")):
+        row(
+            f"{per_cpu}: {RUN_NAMES[name].split(' (')[0]} ÷ knotd's {RUN_NAMES[versus].split(' (')[0]}",
+            [
+                _per_cpu(k, name, knot.static_per_cpu if versus == "static" else knot.first_per_cpu)
+                for k in rounds
+            ],
+        )
     row(
         "headless: changed names all right after (s; wrong at the first ask)",
         [_settled(k.headless_right) for k in rounds],
@@ -717,6 +738,17 @@ def _settled(c: Check | None) -> str:
     if c is None:
         return "–"
     return f"{c.seconds:.1f} ({c.wrong_at_first})" if c.seconds is not None else f"never ({c.wrong} wrong)"
+
+
+def _per_cpu(k: KdnsRound, name: str, versus: float | None) -> str:
+    """Answers per CPU-second of `k`'s run `name` ÷ `versus`."""
+    r = k.run(RUN_NAMES[name])
+    return f"{r.per_cpu / versus:.2f}" if r and r.per_cpu and versus else "–"
+
+
+def _own_per_cpu(k: KdnsRound, name: str) -> float | None:
+    r = k.run(RUN_NAMES[name])
+    return r.per_cpu if r else None
 
 
 def _ratio(k: KdnsRound, a: str, b: str) -> str:
@@ -814,7 +846,8 @@ def main(argv: list[str] | None = None) -> int:
             facts["RSS with the --rss-preset data"] = f"not measured: {str(exc).splitlines()[0]}"
     facts["load average at end"] = loadavg()
 
-    ref = Reference(*(next(r.qps for r in runs if r.run == RUN_NAMES[n]) for n in ("static", "first")))
+    static, first = (next(r for r in runs if r.run == RUN_NAMES[n]) for n in ("static", "first"))
+    ref = Reference(static.qps, first.qps, static.per_cpu, first.per_cpu)
     all_runs = runs + [r for k in rounds for r in k.runs]
     order = list(RUN_NAMES.values())
     all_runs.sort(key=lambda r: order.index(r.run))  # stable: knotd, then each kdns, per run
