@@ -646,7 +646,7 @@ def runs_table(runs: list[Run], knot: Reference) -> str:
     ]
     for r in runs:
         cpu = f"{r.server_cpu:.1f} ({r.server_cpu / r.seconds:.0%})" if r.server_cpu and r.seconds else "–"
-        per_cpu = fmt_qps(r.per_cpu)
+        per_cpu = "–" if r.fixed_rate else fmt_qps(r.per_cpu)  # at a fixed rate the server idles
         churn = "–"
         if r.churn and "rate" in r.churn:
             churn = f"{r.churn['events']:.0f} events, {r.churn['rate']:.1f}/s"
