@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from bench import gen
-from bench.churn import RUN_NAMES, Check, KdnsRound, Reference, Run, summarise_cold, targets
 from bench.churn_api import (
     Churn,
     event_address,
@@ -26,6 +25,7 @@ from bench.churn_api import (
     service_of,
     slice_key,
 )
+from bench.churn_figures import RUN_NAMES, Check, KdnsRound, Reference, Run, summarise_cold, targets
 
 SEED = 5  # tests/bench/test_gen.py's: its 40 Services hold every kind the generator makes
 TINY = gen.PRESETS["tiny"]
