@@ -79,10 +79,12 @@ class Preset:
     endpoints: int
     namespaces: int
     queries: int
+    headless: int = 20  # percent of Services that are headless
 
 
 PRESETS = {
     "full": Preset(10_000, 100_000, 100, 200_000),  # issue #4's memory target
+    "issue12": Preset(10_000, 23_000, 10, 200_000, headless=10),  # issue #12's cluster (bench/churn.py)
     "small": Preset(1_000, 10_000, 20, 50_000),  # quick runs
     "tiny": Preset(40, 200, 4, 400),  # unit tests
 }
@@ -137,18 +139,21 @@ class Cluster:
 # --- the model ------------------------------------------------------------------------------------
 
 
-def generate(services: int, endpoints: int, namespaces: int, seed: int) -> Cluster:
+def generate(services: int, endpoints: int, namespaces: int, seed: int, headless: int = 20) -> Cluster:
     """`services` Services over `namespaces` namespaces holding `endpoints` endpoint entries in all.
 
     Mix: 72% ClusterIP, 3% NodePort, 20% headless (StatefulSet-like: 1–6 pods, 60% with hostnames),
-    5% ExternalName (half pointing into the cluster zone). 10% of the IP Services are dual-stack
-    (each pod then counts twice, once per slice). 3% of endpoints are not ready (never the first
-    pod of a headless Service, so every headless name exists). ClusterIP Services share the
-    endpoints left after headless ones by a heavy-tailed (Pareto) weight, as real clusters do.
+    5% ExternalName (half pointing into the cluster zone); `headless` (percent) moves share between
+    headless and ClusterIP (the default keeps the mix above, and so every existing seed's data).
+    10% of the IP Services are dual-stack (each pod then counts twice, once per slice). 3% of
+    endpoints are not ready (never the first pod of a headless Service, so every headless name
+    exists). ClusterIP Services share the endpoints left after headless ones by a heavy-tailed
+    (Pareto) weight, as real clusters do.
     """
     rng = random.Random(seed)
     ns_names = tuple(["default"] + [f"ns-{i:03d}" for i in range(1, namespaces)])
-    kinds = rng.choices(("ClusterIP", "NodePort", "Headless", "ExternalName"), (72, 3, 20, 5), k=services)
+    mix = (92 - headless, 3, headless, 5)
+    kinds = rng.choices(("ClusterIP", "NodePort", "Headless", "ExternalName"), mix, k=services)
     for i in range(min(services, len(ns_names))):  # every namespace holds an IP Service (its name exists)
         kinds[i] = "ClusterIP"
     dual = [k != "ExternalName" and rng.random() < 0.10 for k in kinds]
@@ -437,7 +442,7 @@ def write(cluster: Cluster, out: Path, queries: int, seed: int) -> Written:
 
 def cluster_for(preset: str, seed: int) -> Cluster:
     p = PRESETS[preset]
-    return generate(p.services, p.endpoints, p.namespaces, seed)
+    return generate(p.services, p.endpoints, p.namespaces, seed, p.headless)
 
 
 def main(argv: list[str] | None = None) -> int:

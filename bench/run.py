@@ -139,11 +139,11 @@ def machine_facts() -> dict[str, str]:
         "kdns commit": out("git", "describe", "--always", "--dirty"),
         "knotd": out("knotd", "-V"),
         "dnsperf": out("sh", "-c", "dnsperf -h 2>&1 | grep -i version"),
-        "load average at start": _loadavg(),
+        "load average at start": loadavg(),
     }
 
 
-def _loadavg() -> str:
+def loadavg() -> str:
     """1, 5 and 15 minute load: above the core count means other work shared the cores."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -310,9 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             profiles = {}
             if args.profile > 0:
                 profiles["cluster names"] = run_profile(kd, kport, files.queries, args, work / "profile.txt")
-        api_start = (
-            None if args.skip_api else cold_start_from_api(work, files, probe_check, args, extra)
-        )
+        api_start = None if args.skip_api else cold_start_from_api(work, files, probe_check, args, extra)
         fwd = None
         if not args.skip_forward:
             fwd = forwarded(work, (knot_port, knot.pid), files.forward_queries, args, extra, profiles)
@@ -334,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "api_rss": api_start and {k: v for k, v in api_start.items() if k != "start"},
         "forward": fwd,
     }
-    res.facts["load average at end"] = _loadavg()
+    res.facts["load average at end"] = loadavg()
     res.rows = rows(res.raw, args)
     res.notes = notes(args, preset, agreement)
     text = markdown(res)

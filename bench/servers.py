@@ -65,18 +65,26 @@ class Proc:
         self._log_file.close()
 
 
-def python_env() -> dict[str, str]:
-    """Run the checkout's kdns (and tests.support) without installing it."""
-    return {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
+def python_env(root: Path = ROOT) -> dict[str, str]:
+    """Run the kdns (and tests.support) of the checkout at `root` without installing it: PYTHONPATH
+    comes before the editable install's finder, which Python consults last."""
+    return {"PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
 
 
 def start_kdns(
-    workdir: Path, corefile: str, cpu: str | None, name: str = "kdns", extra_args: Sequence[str] = ()
+    workdir: Path,
+    corefile: str,
+    cpu: str | None,
+    name: str = "kdns",
+    extra_args: Sequence[str] = (),
+    root: Path = ROOT,
+    python: str = sys.executable,
 ) -> Proc:
+    """kdns from the checkout at `root` (another one than this: bench/churn.py's --kdns-root)."""
     path = workdir / f"{name}.Corefile"
     path.write_text(corefile)
-    argv = [sys.executable, "-m", "kdns", "-conf", str(path), "-quiet", *extra_args]
-    return Proc(name, argv, workdir / f"{name}.log", cpu, env=python_env(), cwd=workdir)
+    argv = [python, "-m", "kdns", "-conf", str(path), "-quiet", *extra_args]
+    return Proc(name, argv, workdir / f"{name}.log", cpu, env=python_env(root), cwd=workdir)
 
 
 def knot_config(workdir: Path, zones: dict[str, Path], port: int) -> str:
@@ -167,6 +175,28 @@ def cpu_seconds(pid: int) -> float:
     qps drops whenever something else runs on the server's core."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_list(spec: str) -> list[int]:
+    """taskset's CPU list syntax ("0", "0,2", "0-3") as CPU numbers."""
+    out: list[int] = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
+
+
+def cpus_busy(cpus: list[int]) -> float:
+    """Seconds the CPUs `cpus` have been busy since boot, time stolen by the hypervisor included
+    (/proc/stat: user nice system idle iowait irq softirq steal …). Less the server's own CPU time
+    over a run, it is what else ran on the server's core: the noise of a shared machine."""
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+            busy += user + nice + system + irq + softirq + steal
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
