@@ -36,7 +36,12 @@ async def start_server(corefile: Path, port: int) -> tuple[Answer, Callable[[], 
     from kdns.corefile import parse_file
     from kdns.server.runtime import Runtime
 
-    runtime = Runtime(str(corefile), port)
+    try:  # since issue #12 the CLI hands the Runtime its plan builder (kdns/server/ names no plugin)
+        from kdns.plan import build_plan
+    except ImportError:
+        runtime = Runtime(str(corefile), port)  # type: ignore[arg-type]  # an older checkout
+    else:
+        runtime = Runtime(str(corefile), build_plan, port)
     await runtime.start(parse_file(str(corefile)))
     dispatcher = next(iter(runtime.listeners.values())).slot.dispatcher
     client = ("127.0.0.1", 53000)
