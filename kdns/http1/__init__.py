@@ -2,7 +2,8 @@
 Kubernetes API, health's self-probe) and server (health, ready, metrics, explain).
 
 h11 is sans-IO: it turns bytes into events and back, and leaves sockets, TLS and timeouts to us,
-which asyncio's streams provide. It replaces aiohttp, whose import alone cost the process ~15 MB.
+which asyncio's streams provide. It replaces aiohttp, whose import alone cost the process about
+11 MiB of RSS.
 """
 
 from __future__ import annotations

@@ -75,12 +75,6 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-
-
 class Server:
     """Listens on one address and hands every request to `handler`."""
 
@@ -117,8 +111,8 @@ class Server:
                         request = await _receive(conn, reader)
                 except TimeoutError:
                     break  # idle, or too slow to send a request
-                except (h11.RemoteProtocolError, _BadRequest) as exc:
-                    status = exc.status if isinstance(exc, _BadRequest) else exc.error_status_hint
+                except h11.RemoteProtocolError as exc:
+                    status = exc.error_status_hint
                     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                         text = f"{status} {_reason(status)}\n".encode()
                         reply = Response(status, text, headers=(("Connection", "close"),))
@@ -161,7 +155,7 @@ async def _receive(conn: h11.Connection, reader: asyncio.StreamReader) -> Reques
         elif isinstance(event, h11.Data):
             size += len(event.data)
             if size > MAX_BODY:
-                raise _BadRequest(413, "request body too large")
+                raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
         elif isinstance(event, h11.EndOfMessage):
             assert request is not None
             return request
