@@ -2,9 +2,9 @@
 
 Configuration follows CoreDNS's kubernetes plugin: `kubeconfig FILE [CONTEXT]` wins, else `endpoint
 URL` (optionally with `tls CERT KEY CACERT`), else in-cluster (service account token + CA and
-KUBERNETES_SERVICE_HOST/PORT, as client-go's rest.InClusterConfig). Requests go through aiohttp; the
-`kubernetes` package (the optional `kubeconfig` extra) is used only to read kubeconfig files, never to
-make requests or parse objects.
+KUBERNETES_SERVICE_HOST/PORT, as client-go's rest.InClusterConfig). Requests go through kdns.http1
+(h11 over asyncio streams, one connection per request); the `kubernetes` package (the optional
+`kubeconfig` extra) is used only to read kubeconfig files, never to make requests or parse objects.
 
 Bound service-account tokens expire (about an hour; the kubelet rewrites the file well before). The
 token file is therefore re-read whenever its stat changes, and a 401 forces a re-read and one retry,
@@ -17,16 +17,15 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
-
-import aiohttp
+from urllib.parse import quote, urlencode
 
 from kdns import __version__
+from kdns.http1 import client as http
 from kdns.log import plugin_logger
 
 log = plugin_logger("kubernetes")
@@ -62,8 +61,8 @@ class ApiError(Exception):
                 reason, message = str(obj.get("reason") or ""), str(obj.get("message") or "")
         except ValueError:
             pass
-        retry_after = parse_retry_after(headers.get("Retry-After"))
-        return cls(status, reason or _http_reason(status), message, retry_after)
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        return cls(status, reason or _http_reason(status), message, parse_retry_after(value))
 
 
 def _http_reason(status: int) -> str:
@@ -216,9 +215,10 @@ def _ssl_context(
 
 
 def _check_url(url: str, what: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiConfigError(f"{what} {url!r}: want http://HOST[:PORT] or https://HOST[:PORT]")
+    try:
+        http.Origin.split(url)
+    except ValueError as exc:
+        raise ApiConfigError(f"{what} {exc}") from None
     return url.rstrip("/")
 
 
@@ -229,8 +229,8 @@ class LineStream:
     its 64 KiB buffer limit; one event for an EndpointSlice with thousands of endpoints is megabytes.
     """
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
+    def __init__(self, read_chunk: Callable[[], Awaitable[bytes]]) -> None:
+        self._read_chunk = read_chunk  # the next bytes of the body, b"" at its end
         self._buf = bytearray()
         self._start = 0  # first unread byte of _buf
         self._scan = 0  # bytes before this offset are known to hold no newline
@@ -238,8 +238,8 @@ class LineStream:
     async def readline(self) -> bytes | None:
         """The next line (without newline); None when the server ended the stream cleanly.
 
-        Raises aiohttp.ClientPayloadError when the connection drops mid-stream, TimeoutError when no
-        byte arrives for the request's read timeout, and TruncatedStream when a clean end cuts a line.
+        Raises HttpError when the connection drops mid-stream (kdns.http1.client), TimeoutError when
+        no byte arrives for the request's read timeout, and TruncatedStream when a clean end cuts a line.
         """
         while True:
             nl = self._buf.find(b"\n", self._scan)
@@ -251,7 +251,7 @@ class LineStream:
                 del self._buf[: self._start]
                 self._start = 0
             self._scan = len(self._buf)
-            chunk = await self._resp.content.readany()
+            chunk = await self._read_chunk()
             if not chunk:
                 if self._buf.strip():
                     raise TruncatedStream(f"stream ended inside a line ({len(self._buf)} bytes)")
@@ -264,7 +264,7 @@ class TruncatedStream(Exception):
 
 
 class ApiClient:
-    """One API server: base URL, TLS, credentials, and an aiohttp session created on first use."""
+    """One API server: base URL, TLS, credentials; each request on its own connection."""
 
     def __init__(
         self,
@@ -281,8 +281,11 @@ class ApiClient:
         self._ssl = ssl_context
         self._auth: Auth = auth or StaticAuth()
         self._server_hostname = server_hostname
-        self._proxy = proxy
-        self._session: aiohttp.ClientSession | None = None
+        try:
+            self._proxy = http.Proxy.parse(proxy) if proxy else None
+        except ValueError as exc:
+            raise ApiConfigError(str(exc)) from exc
+        self._open: set[asyncio.StreamWriter] = set()  # connections in use, dropped by close()
 
     @classmethod
     def from_options(
@@ -346,56 +349,47 @@ class ApiClient:
             source=f"kubeconfig {path}" + (f" context {context}" if context else ""),
         )
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True),
-            )
-        return self._session
-
-    async def _send(
-        self, path: str, params: Mapping[str, str] | None, timeout: aiohttp.ClientTimeout
-    ) -> aiohttp.ClientResponse:
+    @asynccontextmanager
+    async def _get(
+        self, path: str, params: Mapping[str, str] | None, read_timeout: float
+    ) -> AsyncIterator[http.Response]:
         """GET with credentials; a 401 refreshes them and retries once. Raises ApiError on ≥ 300."""
-        session = self._get_session()
+        url = self.base_url + path
+        if params:
+            url += "?" + urlencode(params, quote_via=quote)
         for attempt in (1, 2):
-            headers = {}
+            headers = [("User-Agent", USER_AGENT), ("Accept", "application/json")]
             auth = await self._auth.header()
             if auth:
-                headers["Authorization"] = auth
-            resp = await session.get(
-                self.base_url + path,
-                params=dict(params or {}),
-                headers=headers,
-                timeout=timeout,
-                proxy=self._proxy,
+                headers.append(("Authorization", auth))
+            async with http.get(
+                url,
+                headers,
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=read_timeout,
+                ssl_context=self._ssl,
                 server_hostname=self._server_hostname,
-            )
-            if resp.status < 300:
-                return resp
-            try:
-                body = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                body = b""
-            finally:
-                resp.release()
+                proxy=self._proxy,
+                opened=self._open,
+            ) as resp:
+                if resp.status < 300:
+                    yield resp
+                    return
+                try:
+                    body = await resp.read()
+                except (http.HttpError, OSError, TimeoutError):
+                    body = b""
             if resp.status == 401 and attempt == 1:
                 await self._auth.refresh()
                 continue
             raise ApiError.from_body(resp.status, body, resp.headers)
-        raise AssertionError("unreachable")
 
     async def get_json(
         self, path: str, params: Mapping[str, str] | None = None, *, read_timeout: float = 60.0
     ) -> dict[str, Any]:
         """GET a JSON object (a list page). read_timeout bounds each wait for bytes, not the total."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout)
-        resp = await self._send(path, params, timeout)
-        try:
+        async with self._get(path, params, read_timeout) as resp:
             body = await resp.read()
-        finally:
-            resp.release()
         obj = json.loads(body)
         if not isinstance(obj, dict):
             raise ValueError(f"GET {path}: expected a JSON object, got {type(obj).__name__}")
@@ -405,15 +399,12 @@ class ApiClient:
     async def stream(
         self, path: str, params: Mapping[str, str] | None = None, *, read_timeout: float
     ) -> AsyncIterator[LineStream]:
-        """A streaming GET (watch): yields a LineStream; no byte for read_timeout seconds raises."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout)
-        resp = await self._send(path, params, timeout)
-        try:
-            yield LineStream(resp)
-        finally:
-            resp.close()  # never return a half-read watch connection to the pool
+        """A streaming GET (watch): yields a LineStream; no byte for read_timeout seconds raises.
+        Leaving early aborts the connection."""
+        async with self._get(path, params, read_timeout) as resp:
+            yield LineStream(resp.read_chunk)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Drop the connections still open (a watch still streaming ends with an error)."""
+        for writer in list(self._open):
+            writer.transport.abort()

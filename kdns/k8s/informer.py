@@ -24,8 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import aiohttp
-
+from kdns.http1.client import HttpError
 from kdns.k8s.client import ApiClient, ApiError, TruncatedStream
 from kdns.k8s.models import Kind, Model, object_key, parse_object
 from kdns.k8s.sink import ObjectSink
@@ -222,7 +221,7 @@ class InformerSet:
                 if exc.retry_after is not None and (exc.status == 429 or exc.status >= 500):
                     delay = max(delay, min(exc.retry_after, self.timing.retry_after_max))
                 delay = self._failed(inf, f"{action} {kind.value} failed: {exc}", delay)
-            except (aiohttp.ClientError, OSError, TimeoutError, TruncatedStream, ValueError) as exc:
+            except (HttpError, OSError, TimeoutError, TruncatedStream, ValueError) as exc:
                 delay = self._failed(inf, f"{action} {kind.value} failed: {_describe(exc)}", backoff.next())
                 inf.wakeable = True
             except Exception as exc:  # a bug (e.g. in the sink): log it with its traceback, re-list
@@ -389,6 +388,6 @@ def _name(obj: Any) -> str:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
-    if isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout (ServerTimeoutError) included
+    if isinstance(exc, TimeoutError):  # kdns.http1.client's read timeout
         return "read timeout (no data from the API server)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -2,24 +2,22 @@
 
 A reload builds and starts the new plugins before it stops the old ones, so a plugin that bound its
 own socket would collide with its predecessor on the same address. Instead each address gets one
-aiohttp server, kept in the process-lifetime `SetupContext.shared`; plugins mount a handler on a path
-and unmount it when they stop. Each path keeps a stack of mounts, so after a reload the new instance
-answers, and after a failed reload (new instance stopped) the old one answers again. Several server
-blocks naming the same address share the listener, as CoreDNS does. The socket closes when its last
-path is unmounted.
+HTTP/1.1 server (kdns.http1.server), kept in the process-lifetime `SetupContext.shared`; plugins
+mount a handler on a path and unmount it when they stop. Each path keeps a stack of mounts, so after
+a reload the new instance answers, and after a failed reload (new instance stopped) the old one
+answers again. Several server blocks naming the same address share the listener, as CoreDNS does.
+The socket closes when its last path is unmounted. Any path not mounted is 404, and each handler
+decides which methods it serves (health, ready and metrics answer any, as CoreDNS's do).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-
 from kdns.corefile.model import Directive
+from kdns.http1.server import Handler, Request, Response, Server
 
-RouteHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 _SHARED_KEY = "http.endpoints"
 
 
@@ -47,8 +45,8 @@ class HttpEndpoint:
     def __init__(self, host: str | None, port: int) -> None:
         self.host = host
         self.port = port
-        self._mounts: dict[str, list[tuple[object, RouteHandler]]] = {}
-        self._runner: web.ServerRunner | None = None
+        self._mounts: dict[str, list[tuple[object, Handler]]] = {}
+        self._server: Server | None = None
 
     @property
     def url(self) -> str:
@@ -56,24 +54,17 @@ class HttpEndpoint:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     async def open(self) -> None:
-        if self._runner is not None:
-            return
-        # access_log=None: CoreDNS does not log probe and scrape requests.
-        runner = web.ServerRunner(web.Server(self._dispatch, access_log=None), shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        if self._server is None:
+            server = Server(self._dispatch)  # no access log: CoreDNS logs no probe or scrape
+            await server.start(self.host, self.port)
+            self._server = server
 
     async def close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
 
-    def mount(self, path: str, owner: object, handler: RouteHandler) -> None:
+    def mount(self, path: str, owner: object, handler: Handler) -> None:
         self._mounts.setdefault(path, []).append((owner, handler))
 
     def unmount(self, path: str, owner: object) -> None:
@@ -87,15 +78,15 @@ class HttpEndpoint:
     def unused(self) -> bool:
         return not self._mounts
 
-    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _dispatch(self, request: Request) -> Response:
         stack = self._mounts.get(request.path)
         if not stack:
-            return web.Response(status=404, text="404 page not found\n")
+            return Response.text("404 page not found\n", 404)  # Go's http.NotFound, as CoreDNS
         return await stack[-1][1](request)
 
 
 async def mount(
-    shared: dict[str, Any], address: tuple[str | None, int], path: str, owner: object, handler: RouteHandler
+    shared: dict[str, Any], address: tuple[str | None, int], path: str, owner: object, handler: Handler
 ) -> HttpEndpoint:
     """Serve `handler` at `path` on `address`, opening the listener if nothing serves there yet."""
     endpoints: dict[tuple[str | None, int], HttpEndpoint] = shared.setdefault(_SHARED_KEY, {})

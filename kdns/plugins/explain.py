@@ -14,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from aiohttp import web
-
 from kdns.corefile.model import Directive
 from kdns.explain.core import ExplainError, explain, parse_qtype
+from kdns.http1.server import Request, Response
 from kdns.plugin import Controller, Plugin, SetupContext
 from kdns.plugins import _http
 from kdns.plugins._args import expect_args
@@ -51,11 +50,11 @@ class Explain(Plugin):
             self._mounted = False
             await _http.unmount(self.shared, self.address, PATH, self)
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _handle(self, request: Request) -> Response:
         if request.method != "GET":
-            return web.json_response({"error": "only GET is served"}, status=405, headers={"Allow": "GET"})
+            return Response.json({"error": "only GET is served"}, 405, (("Allow", "GET"),))
         if not self.controller.serving:  # starting up: no listener answers questions yet
-            return web.json_response({"error": "kdns is starting: not serving DNS yet"}, status=503)
+            return Response.json({"error": "kdns is starting: not serving DNS yet"}, 503)
         query = request.query
         try:
             unknown = sorted(set(query) - _PARAMETERS)
@@ -66,8 +65,8 @@ class Explain(Plugin):
             qtype = parse_qtype(query.get("type") or "A")
             found = await explain(self.controller, query["name"], qtype, query.get("namespace") or None)
         except ExplainError as e:
-            return web.json_response({"error": str(e)}, status=400)
-        return web.json_response(dataclasses.asdict(found))
+            return Response.json({"error": str(e)}, 400)
+        return Response.json(dataclasses.asdict(found))
 
 
 def setup(d: Directive, ctx: SetupContext) -> Plugin:

@@ -13,10 +13,9 @@ import asyncio
 import time
 from typing import Any, ClassVar
 
-import aiohttp
-from aiohttp import web
-
 from kdns.corefile.model import Directive
+from kdns.http1 import client as http
+from kdns.http1.server import Request, Response
 from kdns.log import plugin_logger
 from kdns.metrics import SLIM_TIME_BUCKETS, counter, histogram
 from kdns.plugin import Plugin, SetupContext
@@ -40,8 +39,8 @@ DURATION = histogram(
 FAILURES = counter("health", "request_failures_total", "The number of times the health check failed.")
 
 
-async def _ok(request: web.BaseRequest) -> web.StreamResponse:
-    return web.Response(text="OK")
+async def _ok(request: Request) -> Response:
+    return Response.text("OK")
 
 
 class Health(Plugin):
@@ -69,23 +68,22 @@ class Health(Plugin):
         await _http.unmount(self.shared, self.address, PATH, self)
 
     async def _self_probe(self, url: str) -> None:
-        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                await asyncio.sleep(PROBE_INTERVAL)
-                start = time.perf_counter()
-                try:
-                    async with session.get(url) as response:
-                        await response.read()
-                except (aiohttp.ClientError, TimeoutError) as e:
-                    DURATION.observe(time.perf_counter() - start)
-                    FAILURES.inc()
-                    _log.warning("Local health request to %r failed: %s", url, e or type(e).__name__)
-                    continue
-                elapsed = time.perf_counter() - start
-                DURATION.observe(elapsed)
-                if elapsed > 1.0:
-                    _log.warning("Local health request took more than 1s: %s", go_duration(elapsed))
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    async with http.get(url, connect_timeout=PROBE_TIMEOUT, read_timeout=PROBE_TIMEOUT) as r:
+                        await r.read()
+            except (http.HttpError, OSError, TimeoutError) as e:
+                DURATION.observe(time.perf_counter() - start)
+                FAILURES.inc()
+                _log.warning("Local health request to %r failed: %s", url, e or type(e).__name__)
+                continue
+            elapsed = time.perf_counter() - start
+            DURATION.observe(elapsed)
+            if elapsed > 1.0:
+                _log.warning("Local health request took more than 1s: %s", go_duration(elapsed))
 
 
 def setup(d: Directive, ctx: SetupContext) -> Plugin:

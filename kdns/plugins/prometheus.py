@@ -20,13 +20,14 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
 from dnslib import QTYPE, RCODE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kdns import metrics
 from kdns.chain import Chain
 from kdns.corefile.model import Corefile, Directive
+from kdns.http1.server import Request as HttpRequest
+from kdns.http1.server import Response as HttpResponse
 from kdns.metrics import HotCount, HotObservations
 from kdns.observe import FastStats, Outcome, Served, Traffic
 from kdns.plugin import Handler, Plugin, SetupContext
@@ -194,10 +195,10 @@ def _describe(listeners: list[Traffic]) -> None:
 _harvested: weakref.WeakSet[Traffic] = weakref.WeakSet()
 
 
-async def _serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
+async def _serve_metrics(request: HttpRequest) -> HttpResponse:
     for traffic in list(_harvested):
         traffic.harvest()
-    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return HttpResponse(200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST)
 
 
 class Prometheus(Plugin):

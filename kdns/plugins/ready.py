@@ -15,9 +15,8 @@ from __future__ import annotations
 import weakref
 from typing import Any, ClassVar
 
-from aiohttp import web
-
 from kdns.corefile.model import Directive
+from kdns.http1.server import Request, Response
 from kdns.log import plugin_logger
 from kdns.plugin import Controller, Plugin, SetupContext
 from kdns.plugins import _http
@@ -73,13 +72,13 @@ class Ready(Plugin):
             self._mounted = False
             await _http.unmount(self.shared, self.address, PATH, self)
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _handle(self, request: Request) -> Response:
         names = not_ready(list(self.controller.plugins()), self.seen)
         if not names and self.controller.serving:
-            return web.Response(text="OK")
+            return Response.text("OK")
         body = ",".join(names)
         _log.info('Plugins not ready: "%s"', body)
-        return web.Response(status=503, text=body)
+        return Response.text(body, 503)
 
 
 def setup(d: Directive, ctx: SetupContext) -> Plugin:

@@ -10,13 +10,14 @@ import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from kdns import __version__
+from kdns.http1.client import HttpError
 from kdns.k8s.client import ApiClient, ApiConfigError, ApiError, TokenFileAuth
 from tests.support import objects as o
 from tests.support.apiserver import ApiServer
+from tests.support.proxy import ForwardProxy
 
 SVC = "/api/v1/services"
 IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KDNS_SERVICEACCOUNT_DIR")
@@ -206,6 +207,32 @@ async def test_kubeconfig_client_certificate(
     assert "Authorization" not in tls_api.requests(SVC)[0].headers
 
 
+async def test_kubeconfig_proxy_url_tunnels_to_the_server(
+    tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
+) -> None:
+    assert tls_api.ca_path is not None
+    async with ForwardProxy() as proxy:
+        path = _kubeconfig(
+            tmp_path,
+            tls_api.url,
+            {"good": {"token": "t1"}},
+            {"certificate-authority": str(tls_api.ca_path), "proxy-url": proxy.url},
+            current="good",
+        )
+        client = ApiClient.from_options(kubeconfig=path)
+        closing.append(client)
+        assert await list_names(client) == ["web"]
+    assert proxy.heads and proxy.heads[0].startswith(f"CONNECT 127.0.0.1:{tls_api.port} ")
+
+
+async def test_close_drops_an_open_watch(apiserver: ApiServer) -> None:
+    client = ApiClient.from_options(endpoint=apiserver.url)
+    async with client.stream(SVC, {"watch": "1", "resourceVersion": "0"}, read_timeout=30) as stream:
+        await client.close()
+        with pytest.raises(HttpError, match="connection closed before the response ended"):
+            await stream.readline()
+
+
 async def test_endpoint_https_with_tls_files(
     tls_api: ApiServer, tmp_path: Path, closing: list[ApiClient]
 ) -> None:
@@ -214,7 +241,7 @@ async def test_endpoint_https_with_tls_files(
     untrusted = ApiClient.from_options(endpoint=tls_api.url)  # system CAs do not know the test CA
     closing.extend([client, untrusted])
     assert await list_names(client) == ["web"]
-    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+    with pytest.raises(ssl.SSLCertVerificationError):
         await list_names(untrusted)
 
 
@@ -276,27 +303,25 @@ def _ctx(api: ApiServer) -> ssl.SSLContext:
 
 
 class _Chunks:
-    """Stands in for aiohttp's response.content: hands out the given chunks, then b"" (clean end)."""
+    """Stands in for a response's read_chunk: hands out the given chunks, then b"" (clean end)."""
 
     def __init__(self, *chunks: bytes) -> None:
         self.chunks = list(chunks)
 
-    async def readany(self) -> bytes:
+    async def read_chunk(self) -> bytes:
         return self.chunks.pop(0) if self.chunks else b""
 
 
 async def test_line_stream_splits_lines_across_and_within_chunks() -> None:
-    from types import SimpleNamespace
-
     from kdns.k8s.client import LineStream, TruncatedStream
 
-    big = b"x" * 200_000  # longer than aiohttp's readline() limit
+    big = b"x" * 200_000  # longer than StreamReader.readline()'s 64 KiB limit
     chunks = _Chunks(b"a\nb", b"c\n\nd", big[:100_000], big[100_000:] + b"\n")
-    stream = LineStream(SimpleNamespace(content=chunks))  # type: ignore[arg-type]
+    stream = LineStream(chunks.read_chunk)
     lines = []
     while (line := await stream.readline()) is not None:
         lines.append(line)
     assert lines == [b"a", b"bc", b"", b"d" + big]
-    cut = LineStream(SimpleNamespace(content=_Chunks(b'{"type": "ADD')))  # type: ignore[arg-type]
+    cut = LineStream(_Chunks(b'{"type": "ADD').read_chunk)
     with pytest.raises(TruncatedStream):
         await cut.readline()
