@@ -3,8 +3,9 @@
 
 kdns follows the test API server (tests/support/apiserver.py, preloaded with the generated objects,
 in a child process with a writer: bench/churn_api.py) and knotd serves the same records from a
-zone file; the figures, targets and tables are bench/churn_figures.py's. kdns and knotd share the server CPU (taskset), dnsperf, the API server and this script
-the other. Per kdns checkout (--kdns-root, repeatable: old and new code side by side):
+zone file; the figures, targets and tables are bench/churn_figures.py's. kdns and knotd share the
+server CPU (taskset), dnsperf, the API server and this script the other. Per kdns checkout
+(--kdns-root, repeatable: old and new code side by side):
 
 1. first pass: a fresh kdns (synced, nothing asked) and one pass over the whole question file at
    max load (dnsperf -n 1): every first ask of a question;
