@@ -1,5 +1,6 @@
 """limits: options and errors (unit), and a real kdns process at each bound: the TCP connection cap
-(evicting the longest-idle connection, refusing when all are busy), the in-flight bound under a UDP
+(evicting the longest-idle connection, refusing when all are busy), a connection's pipelined queries
+(not read past tcp_inflight), the in-flight bound under a UDP
 burst to a slow upstream (dropped and counted, upstream never sees more, cluster names still
 answered, TCP waits instead of dropping), and the template table's size (emptied and counted),
 with a bad value on reload keeping the running configuration. The kdns_* metrics are the ones
@@ -131,6 +132,22 @@ def test_tcp_connections_evicts_the_longest_idle_then_refuses_when_all_are_busy(
     finally:
         for c in conns:
             c.close()
+
+
+def test_tcp_inflight_stops_reading_a_connection_with_that_many_queries_pending(
+    kdns: Kdns, upstreams: Upstreams, manifest: Path
+) -> None:
+    up = upstreams(delay=0.5)
+    for i in range(6):
+        up.add(f"p{i}.example.org.", "A", f"192.0.2.{i + 1}")
+    k = kdns(corefile(free_port(), "  tcp_inflight 2", manifest, up.address))
+    with socket.create_connection(("127.0.0.1", k.port), timeout=15) as s:
+        for i in range(6):  # pipelined at once: kdns reads two, then one more as each is answered
+            send_framed(s, dns.message.make_query(f"p{i}.example.org", "A").to_wire())
+        replies = [read_framed(s) for _ in range(6)]
+    got = sorted(answer_texts(dns.message.from_wire(r))[0] for r in replies if r is not None)
+    assert got == [f"192.0.2.{i + 1}" for i in range(6)]
+    assert up.max_inflight == 2
 
 
 def test_inflight_drops_udp_past_the_bound_and_tcp_waits(

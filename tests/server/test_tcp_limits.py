@@ -16,14 +16,9 @@ import pytest
 
 from kdns.server.limits import LISTENER_DEFAULTS
 from tests.support.dnsclient import ask, rcode
+from tests.support.http import scrape, value
+from tests.support.ports import free_port
 from tests.support.process import KdnsProcess
-
-WHOAMI = ".:{port} {\n bind 127.0.0.1\n whoami\n}\n"
-
-
-@pytest.fixture
-def server(kdns: Callable[..., KdnsProcess]) -> KdnsProcess:
-    return kdns(WHOAMI)
 
 
 @pytest.mark.slow
@@ -46,14 +41,20 @@ def test_idle_connections_do_not_lock_out_new_clients(kdns: Callable[..., KdnsPr
 
 
 @pytest.mark.slow
-def test_a_client_that_never_reads_is_closed(server: KdnsProcess) -> None:
+def test_a_client_that_never_reads_is_closed(kdns: Callable[..., KdnsProcess]) -> None:
     """The client keeps sending (so it is never idle) but never reads: once its replies cannot be
-    delivered for the write timeout, the server closes the connection."""
+    delivered for the write timeout (`timeouts { write }`), the server closes the connection, and
+    counts it."""
+    m = free_port()
+    server = kdns(
+        ".:{port} {\n bind 127.0.0.1\n timeouts {\n  write 2s\n }\n"
+        f" prometheus 127.0.0.1:{m}\n whoami\n}}\n"
+    )
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", server.port))
     s.settimeout(1.0)
-    give_up = time.monotonic() + 2 * LISTENER_DEFAULTS.write_timeout + 10
+    give_up = time.monotonic() + 60  # filling the socket buffers takes most of it
     closed = False
     with s:
         sent = 0
@@ -71,3 +72,6 @@ def test_a_client_that_never_reads_is_closed(server: KdnsProcess) -> None:
                 assert rcode(ask(server.port, "other.client.", tcp=True)) == "NOERROR"
     assert closed, f"still open after {sent} queries never read"
     assert rcode(ask(server.port, "after.example.", tcp=True)) == "NOERROR"
+    samples = scrape(f"http://127.0.0.1:{m}/metrics")[1]
+    label = {"server": f"dns://127.0.0.1:{server.port}", "reason": "slow_reader"}
+    assert value(samples, "kdns_tcp_connections_closed_total", **label) == 1
