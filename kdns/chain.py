@@ -22,6 +22,7 @@ from kdns.protocol.message import add_reply_option, new_reply
 from kdns.protocol.names import zone_matches
 from kdns.protocol.query import FormatError
 from kdns.request import Reply, Request
+from kdns.server.limits import ListenerLimits
 
 _errors_log = plugin_logger("errors")
 
@@ -150,11 +151,12 @@ ListenKey = tuple[str | None, int]  # (host or None for all interfaces, port)
 
 @dataclass
 class ServerPlan:
-    """Everything a configuration needs before its listeners open: its chains, and which of them
-    each listen address serves."""
+    """Everything a configuration needs before its listeners open: its chains, which of them each
+    listen address serves, and each address's bounds (default ones when none was set)."""
 
     chains: list[Chain]
     listeners: dict[ListenKey, list[Chain]]
+    limits: dict[ListenKey, ListenerLimits]
 
     @property
     def plugins(self) -> list[Plugin]:

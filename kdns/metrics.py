@@ -4,7 +4,8 @@ Every metric lives in `REGISTRY` for the life of the process: reloads build new 
 must not declare metrics twice (prometheus-client refuses duplicates), so plugin modules declare their
 metrics at import time through `counter`/`gauge`/`histogram`, which return the existing object when
 the same metric is declared again. Names are `coredns_<subsystem>_<name>` exactly as CoreDNS exports
-them (docs/dns-contract.md §19); the `prometheus` plugin serves this registry on /metrics.
+them (docs/dns-contract.md §19); the `prometheus` plugin serves this registry on /metrics. What
+CoreDNS has no metric for (the listeners' limits, docs/operations.md) is `kdns_<subsystem>_<name>`.
 
 Metrics updated on every query use `hot_counter`/`hot_histogram` instead: prometheus-client takes a
 lock on every inc/observe (1–3 µs each, measured), which added ~11 µs to each query for the five
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from prometheus_client import (
@@ -29,7 +30,12 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -37,6 +43,7 @@ from kdns import __version__
 from kdns.plugin import NoNextPlugin, PluginError
 
 NAMESPACE = "coredns"
+KDNS = "kdns"  # kdns's own metrics, with no CoreDNS equivalent (docs/operations.md)
 # plugin.TimeBuckets in CoreDNS: prometheus.ExponentialBuckets(0.00025, 2, 16), 0.25 ms … 8.192 s.
 TIME_BUCKETS: tuple[float, ...] = tuple(0.00025 * 2**n for n in range(16))
 # plugin.SlimTimeBuckets: ExponentialBuckets(0.00025, 10, 5), 0.25 ms … 2.5 s.
@@ -55,9 +62,20 @@ _declared: dict[str, object] = {}
 _M = TypeVar("_M")
 
 
-def _declare(kind: type[_M], subsystem: str, name: str, labels: Sequence[str], make: Callable[[], _M]) -> _M:
+def _full_name(namespace: str, subsystem: str, name: str) -> str:
+    return "_".join(p for p in (namespace, subsystem, name) if p)
+
+
+def _declare(
+    kind: type[_M],
+    subsystem: str,
+    name: str,
+    labels: Sequence[str],
+    make: Callable[[], _M],
+    namespace: str = NAMESPACE,
+) -> _M:
     """The metric already declared under this full name, else a new one from `make`."""
-    full = "_".join(p for p in (NAMESPACE, subsystem, name) if p)
+    full = _full_name(namespace, subsystem, name)
     existing = _declared.get(full)
     if existing is not None:
         if not isinstance(existing, kind) or _labelnames(existing) != tuple(labels):
@@ -71,7 +89,7 @@ def _declare(kind: type[_M], subsystem: str, name: str, labels: Sequence[str], m
 def _labelnames(metric: object) -> tuple[str, ...]:
     if isinstance(metric, MetricWrapperBase):
         return tuple(metric._labelnames)
-    return metric.labelnames if isinstance(metric, _HotFamily) else ()
+    return metric.labelnames if isinstance(metric, _HotFamily | ScrapedGauge) else ()
 
 
 def counter(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
@@ -185,17 +203,22 @@ class HotHistogram(_HotFamily[HotObservations]):
         yield family
 
 
-def hot_counter(subsystem: str, name: str, doc: str, labels: Sequence[str]) -> HotCounter:
-    """A labelled counter for the query path (see the module docstring)."""
-    full = "_".join(p for p in (NAMESPACE, subsystem, name) if p)
-    return _declare(HotCounter, subsystem, name, labels, lambda: HotCounter(full, doc, labels, HotCount))
+def hot_counter(
+    subsystem: str, name: str, doc: str, labels: Sequence[str], namespace: str = NAMESPACE
+) -> HotCounter:
+    """A labelled counter for the query path (see the module docstring). kdns's own metrics, which
+    CoreDNS has no equivalent of, take namespace=KDNS."""
+    full = _full_name(namespace, subsystem, name)
+    return _declare(
+        HotCounter, subsystem, name, labels, lambda: HotCounter(full, doc, labels, HotCount), namespace
+    )
 
 
 def hot_histogram(
     subsystem: str, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float] = TIME_BUCKETS
 ) -> HotHistogram:
     """A labelled histogram for the query path (see the module docstring)."""
-    full = "_".join(p for p in (NAMESPACE, subsystem, name) if p)
+    full = _full_name(NAMESPACE, subsystem, name)
     bounds = tuple(float(b) for b in buckets)
     return _declare(
         HotHistogram,
@@ -203,6 +226,38 @@ def hot_histogram(
         name,
         labels,
         lambda: HotHistogram(full, doc, labels, lambda: HotObservations(bounds)),
+    )
+
+
+Reading = Iterable[tuple[Sequence[str], float]]
+
+
+class ScrapedGauge(Collector):
+    """A labelled gauge read when /metrics is scraped: sizes the server knows anyway (open
+    connections, templates held), so nothing is updated per packet."""
+
+    def __init__(self, full: str, doc: str, labelnames: Sequence[str], read: Callable[[], Reading]) -> None:
+        self.full = full
+        self.doc = doc
+        self.labelnames = tuple(labelnames)
+        self._read = read
+        REGISTRY.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.full, self.doc, labels=self.labelnames)
+        for values, value in self._read():
+            family.add_metric(values, value)
+        yield family
+
+
+def scraped_gauge(
+    subsystem: str, name: str, doc: str, labels: Sequence[str], read: Callable[[], Reading],
+    namespace: str = NAMESPACE,
+) -> ScrapedGauge:  # fmt: skip
+    """A gauge whose samples `read()` gives at scrape time: (label values, value) pairs."""
+    full = _full_name(namespace, subsystem, name)
+    return _declare(
+        ScrapedGauge, subsystem, name, labels, lambda: ScrapedGauge(full, doc, labels, read), namespace
     )
 
 

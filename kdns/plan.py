@@ -7,13 +7,16 @@ the command line (kdns.cli) and knows plugins only through kdns/plugin.py.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from kdns import plugins as registry
 from kdns.chain import Chain, ListenKey, ServerPlan
+from kdns.corefile.errors import CorefileError
 from kdns.corefile.model import Corefile, Directive
 from kdns.log import core_logger
-from kdns.plugin import Controller, SetupContext
+from kdns.plugin import Controller, ListenerSetting, SetupContext
+from kdns.server.limits import ListenerLimits
 
 _log = core_logger()
 _REPEATABLE = frozenset({"bind", "file", "rewrite", "template", "acl"})
@@ -42,7 +45,31 @@ def build_plan(
             for host in hosts:
                 if chain not in listeners[(host, port)]:
                     listeners[(host, port)].append(chain)
-    return ServerPlan(chains, dict(listeners))
+    limits = {key: listener_limits(key, served) for key, served in listeners.items()}
+    return ServerPlan(chains, dict(listeners), limits)
+
+
+def listener_limits(key: ListenKey, chains: Sequence[Chain]) -> ListenerLimits:
+    """The bounds of one listener from the settings of the blocks it serves; defaults for the rest.
+
+    CoreDNS applies the server blocks sharing an address in order, each overwriting what the one
+    before set (core/dnsserver NewServer), so one block's `timeouts` silently loses to another's.
+    kdns makes that a Corefile error instead: blocks that set the same bound must agree.
+    """
+    chosen: dict[str, ListenerSetting] = {}
+    for chain in chains:
+        for plugin in chain.plugins:
+            for setting in plugin.listener_settings():
+                earlier = chosen.setdefault(setting.name, setting)
+                if earlier.value != setting.value:
+                    where, other = setting.where, earlier.where
+                    raise CorefileError(
+                        f"{where.name} {' '.join(where.args)} disagrees with {other.name} "
+                        f"{' '.join(other.args)} at {other.file}:{other.line}: server blocks sharing a "
+                        f"listener (port {key[1]}) must set the same value", where.file, where.line,
+                        plugin.name)  # fmt: skip
+    # Each plugin gives ints for the int fields; mypy cannot match names to field types here.
+    return ListenerLimits(**{name: s.value for name, s in chosen.items()})  # type: ignore[arg-type]
 
 
 def _directives_in_order(directives: tuple[Directive, ...]) -> list[Directive]:

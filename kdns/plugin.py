@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from dnslib import DNSRecord
 
-from kdns.corefile.model import Corefile, ServerBlock
+from kdns.corefile.model import Corefile, Directive, ServerBlock
 from kdns.observe import Traffic
 from kdns.request import Reply, Request
 
@@ -89,6 +89,17 @@ class Controller(Protocol):
     def serves(self, qname: str) -> bool:
         """Would `resolve` reach a server block for `qname` (lower-case)? When not, it answers
         REFUSED, which needs no asking (and leaves a reply that may be reused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSetting:
+    """A bound of the listeners a server block is served on (timeouts, limits): `name` is a field of
+    kdns.server.limits.ListenerLimits, `where` the Corefile line that set it (blocks sharing a
+    listener must agree, kdns.plan says where they do not)."""
+
+    name: str
+    value: float
+    where: Directive
 
 
 @dataclass
@@ -161,6 +172,10 @@ class Plugin:
 
     def listen_hosts(self) -> Sequence[str]:
         """Addresses the block's listeners bind instead of every interface (bind); () for most."""
+        return ()
+
+    def listener_settings(self) -> Sequence[ListenerSetting]:
+        """Bounds for the block's listeners (timeouts, limits); () for most."""
         return ()
 
     def observe(self, traffic: Traffic) -> None:

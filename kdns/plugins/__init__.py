@@ -38,10 +38,10 @@ COREDNS_ORDER: tuple[str, ...] = (
     "nomad",
 )  # fmt: skip
 
-# kdns's own directives, none of CoreDNS's, and the directive each follows in the order. `explain`
-# serves HTTP beside the server and is not in the query path, so its place changes nothing; it sits
-# with the other HTTP endpoints.
-KDNS_ONLY: dict[str, str] = {"explain": "prometheus"}
+# kdns's own directives, none of CoreDNS's, and the directive each follows in the order. Neither is
+# in the query path, so their places change nothing: `explain` serves HTTP and sits with the other
+# HTTP endpoints; `limits` bounds the listeners, as `timeouts` does, and sits beside it.
+KDNS_ONLY: dict[str, str] = {"limits": "timeouts", "explain": "prometheus"}
 ORDER: tuple[str, ...] = tuple(
     name
     for coredns in COREDNS_ORDER
@@ -50,7 +50,7 @@ ORDER: tuple[str, ...] = tuple(
 
 # Directives kdns does not implement but may ignore (with a warning), because they cannot change any
 # answer: each only exposes or tunes the process. Every other unimplemented directive is a Corefile
-# error, as CoreDNS treats a directive it does not know: ignoring a `rewrite`, `timeouts` or `dnstap`
+# error, as CoreDNS treats a directive it does not know: ignoring a `rewrite`, `dns64` or `dnstap`
 # would silently serve something other than what the Corefile says.
 IGNORABLE: dict[str, str] = {
     "debug": "debug logging and no panic recovery; kdns logs at its own level and always recovers",

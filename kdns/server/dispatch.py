@@ -17,6 +17,7 @@ be answered never escapes as an exception: listeners must outlive it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from dnslib import RCODE
@@ -28,7 +29,8 @@ from kdns.protocol.edns import EdeCode, ede, max_reply_size
 from kdns.protocol.message import BADVERS, add_reply_option, fit, formerr_reply, new_reply, to_wire
 from kdns.protocol.query import Dropped, FormatError
 from kdns.request import Reply, Request
-from kdns.server import fastpath
+from kdns.server import fastpath, load
+from kdns.server.limits import LIMITS, LISTENER_DEFAULTS, ListenerLimits
 
 _log = core_logger()
 _REFUSED_QTYPES = frozenset({252, 251})  # AXFR, IXFR
@@ -46,12 +48,20 @@ Why = tuple[int, str] | None  # an EDE for the server's own reply: (INFO-CODE, E
 class Dispatcher:
     """Routes each query of one listener to the server block with the longest matching zone."""
 
-    def __init__(self, label: str, chains: Sequence[Chain], native: bool = fastpath.NATIVE) -> None:
+    def __init__(
+        self,
+        label: str,
+        chains: Sequence[Chain],
+        native: bool = fastpath.NATIVE,
+        limits: ListenerLimits = LISTENER_DEFAULTS,
+    ) -> None:
         self.label = label
         self.routes = Routes(chains)
+        self.limits = limits  # the listener's bounds under this configuration (kdns.server.listeners)
         self.observers: list[Observer] = []
         self.fast_observers: list[FastObserver] = []
-        self.answers: fastpath.AnswerCache[Served] = fastpath.AnswerCache(native=native)
+        table = replace(LIMITS, max_entries=limits.templates)
+        self.answers: fastpath.AnswerCache[Served] = fastpath.AnswerCache(table, native, self._flushed)
 
     @property
     def zones(self) -> Mapping[str, Chain]:
@@ -151,6 +161,10 @@ class Dispatcher:
 
         limit = max_reply_size(request.edns, request.proto == "tcp")
         return self.answers.store(key, out, reuse, reply.shuffle, self.answers.slot(kind, info), limit)
+
+    def _flushed(self) -> None:
+        """The template table was full and emptied (rare: at most once per `templates` stores)."""
+        load.FLUSHES.labels(self.label).inc()
 
     def _server_rcode(self, request: Request) -> tuple[int, Why] | None:
         """The rcode (and why) the server answers by itself, before any chain; None: a chain answers."""

@@ -85,9 +85,13 @@ class AnswerCache(Generic[Info]):
     distinct one gets a stats slot, so counting a hit costs a few additions in C.
     """
 
-    def __init__(self, limits: Limits = LIMITS, native: bool = NATIVE) -> None:
+    def __init__(
+        self, limits: Limits = LIMITS, native: bool = NATIVE, on_flush: Callable[[], None] | None = None
+    ) -> None:
         table_type = Table if native else replay.Table
         self.table = table_type(limits, TIME_BUCKETS, SIZE_BUCKETS)
+        self._max_entries = limits.max_entries
+        self._on_flush = on_flush  # told when a full table is emptied to make room
         self._drain = drain if native else replay.drain
         self._slots: dict[Hashable, int] = {}
         self._infos: list[Info] = []
@@ -126,7 +130,10 @@ class AnswerCache(Generic[Info]):
         template = template_of(reply, len(key) + HEADER.size - 1, reuse, shuffle, slot, limit)
         if template is None:
             return False
+        full = len(self.table) >= self._max_entries  # the table empties itself before this store
         self.table.store(key, template)
+        if full and self._on_flush is not None:
+            self._on_flush()
         return True
 
     def harvest(self) -> list[tuple[Info, FastStats]]:

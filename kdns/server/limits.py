@@ -1,5 +1,10 @@
-"""The fast path's sizes, defined once: the C table (kdns/server/_hotpath.c) and its pure-Python twin
-(kdns/server/replay.py) both take them from here when a table is made."""
+"""The server's sizes, defined once.
+
+`Limits` are the fast path's: the C table (kdns/server/_hotpath.c) and its pure-Python twin
+(kdns/server/replay.py) take them when a table is made. `ListenerLimits` are what one listener
+(address:port) holds at once and how long it waits for TCP clients; the `timeouts` and `limits`
+directives of the server blocks it serves set them (docs/operations.md, "Limits").
+"""
 
 from __future__ import annotations
 
@@ -24,3 +29,37 @@ class Limits:
 
 
 LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """One listener's bounds. Field names are what plugins declare (kdns.plugin.ListenerSetting)."""
+
+    # CoreDNS's server defaults (core/dnsserver/server.go; `timeouts` changes them): the first query
+    # of a TCP connection must arrive within `read_timeout`, each later one within `idle_timeout` of
+    # the connection's last query or reply (RFC 7766 §6.2.3: "at least a few seconds"), and a reply
+    # the client does not read within `write_timeout` closes the connection.
+    read_timeout: float = 3.0
+    write_timeout: float = 5.0
+    idle_timeout: float = 10.0
+    # Queries served on one TCP connection before it is closed; -1: unlimited (CoreDNS's default).
+    max_tcp_queries: int = -1
+    # At this many TCP connections a new one replaces the longest-idle one, or is closed when none
+    # is idle (RFC 7766 §6.2.3: a server under load may close idle connections).
+    tcp_connections: int = 1024
+    # Queries read from one TCP connection and not yet answered; beyond this, reading waits
+    # (back-pressure), so a client pipelining without reading cannot make kdns queue without bound.
+    tcp_inflight: int = 256
+    # Queries of this listener being answered through the plugin chain (not replayed from templates),
+    # UDP and TCP together. Beyond it UDP misses are dropped (and counted) and TCP connections stop
+    # reading. CoreDNS has no such bound (a goroutine per query is cheap) but bounds its upstreams with
+    # forward's max_concurrent (kind: 1000). A query waiting on forward costs ~10 KiB here (measured:
+    # a task, the request, coroutine frames, the upstream socket), so 2048 is ~20 MiB, well inside
+    # kind's 170 Mi limit; it is twice kind's max_concurrent, so forward's own REFUSED comes first, and
+    # at 50 ms upstream latency it still admits 40k misses/s, more than the chain answers.
+    inflight: int = 2048
+    # Fast-path templates (Limits.max_entries of this listener's table).
+    templates: int = LIMITS.max_entries
+
+
+LISTENER_DEFAULTS = ListenerLimits()

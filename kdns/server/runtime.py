@@ -24,7 +24,7 @@ from kdns.log import core_logger
 from kdns.plugin import Plugin, ReloadObserver, Traced
 from kdns.server import fastpath
 from kdns.server.dispatch import Dispatcher
-from kdns.server.listeners import DispatcherSlot, Listener
+from kdns.server.listeners import DispatcherSlot, Listener, listener_label
 from kdns.server.trace import ask, trace
 
 _log = core_logger()
@@ -86,10 +86,8 @@ class Runtime:
         plan = self._planner(corefile, self, self.shared, self.dns_port)
         await self._start_plugins(plan)
         self.corefile, self.plan = corefile, plan
-        for key, chains in plan.listeners.items():
-            listener = Listener(key[0], key[1], DispatcherSlot(Dispatcher("", chains)))
-            listener.slot.dispatcher.label = listener.label
-            self.listeners[key] = listener
+        for key in plan.listeners:
+            self.listeners[key] = _listener(key, plan)
         self._notify_new_dispatchers()
         for observe in self.reload_observers:
             observe(True, corefile)
@@ -147,10 +145,9 @@ class Runtime:
     async def _swap(self, plan: ServerPlan) -> None:
         opened: dict[ListenKey, Listener] = {}
         try:
-            for key, chains in plan.listeners.items():
+            for key in plan.listeners:
                 if key not in self.listeners:
-                    listener = Listener(key[0], key[1], DispatcherSlot(Dispatcher("", chains)))
-                    listener.slot.dispatcher.label = listener.label
+                    listener = _listener(key, plan)
                     await listener.start()
                     opened[key] = listener
         except Exception:
@@ -160,7 +157,8 @@ class Runtime:
         for key, chains in plan.listeners.items():
             if key in self.listeners:
                 current = self.listeners[key]
-                retired, current.slot.dispatcher = current.slot.dispatcher, Dispatcher(current.label, chains)
+                new = Dispatcher(current.label, chains, limits=plan.limits[key])
+                retired, current.slot.dispatcher = current.slot.dispatcher, new
                 retired.harvest()
         for key in [k for k in self.listeners if k not in plan.listeners]:
             closing = self.listeners.pop(key)
@@ -205,6 +203,12 @@ class Runtime:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _listener(key: ListenKey, plan: ServerPlan) -> Listener:
+    """A listener for `key` answering with the chains and bounds `plan` gives it (not yet open)."""
+    dispatcher = Dispatcher(listener_label(*key), plan.listeners[key], limits=plan.limits[key])
+    return Listener(key[0], key[1], DispatcherSlot(dispatcher))
 
 
 def _freeze_long_lived() -> None:

@@ -85,6 +85,20 @@ def exchange(port: int, wire: bytes, *, tcp: bool = False, timeout: float = 5.0)
         return s.recv(65535)
 
 
+def send_framed(s: socket.socket, wire: bytes) -> None:
+    """One query on an open TCP connection (RFC 7766 §8: a 2-byte length first)."""
+    s.sendall(struct.pack("!H", len(wire)) + wire)
+
+
+def read_framed(s: socket.socket) -> bytes | None:
+    """The next reply on an open TCP connection; None when the server has closed it."""
+    try:
+        size = struct.unpack("!H", _read(s, 2))[0]
+    except ConnectionError:
+        return None
+    return _read(s, size)
+
+
 def _read(s: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
