@@ -13,10 +13,11 @@ decides which methods it serves (health, ready and metrics answer any, as CoreDN
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, ClassVar
 
 from kdns.corefile.model import Directive
 from kdns.http1.server import Handler, Request, Response, Server
+from kdns.plugin import Controller, Plugin
 
 _SHARED_KEY = "http.endpoints"
 
@@ -109,3 +110,34 @@ async def unmount(shared: dict[str, Any], address: tuple[str | None, int], path:
     if endpoint.unused:
         del endpoints[address]
         await endpoint.close()
+
+
+class WithdrawnFirst(Plugin):
+    """A plugin serving one path (`PATH`) that is withdrawn at shutdown before the DNS listeners
+    close (ready, explain): kubelet and people stop asking while kdns still answers."""
+
+    PATH: ClassVar[str]
+    in_query_path: ClassVar[bool] = False
+
+    def __init__(
+        self, address: tuple[str | None, int], controller: Controller, shared: dict[str, Any]
+    ) -> None:
+        self.address = address
+        self.controller = controller
+        self.shared = shared
+        self._mounted = False
+
+    async def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        await mount(self.shared, self.address, self.PATH, self, self.handle)
+        self._mounted = True
+
+    async def on_shutdown(self) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._mounted:
+            self._mounted = False
+            await unmount(self.shared, self.address, self.PATH, self)

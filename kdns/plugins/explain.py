@@ -12,12 +12,11 @@ address. `kdns explain NAME` inside the Pod (`kubectl exec`) asks this address b
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
 
 from kdns.corefile.model import Directive
 from kdns.explain.core import ExplainError, explain, parse_qtype
 from kdns.http1.server import Request, Response
-from kdns.plugin import Controller, Plugin, SetupContext
+from kdns.plugin import Plugin, SetupContext
 from kdns.plugins import _http
 from kdns.plugins._args import expect_args
 
@@ -26,31 +25,11 @@ PATH = "/explain"
 _PARAMETERS = frozenset({"name", "type", "namespace"})
 
 
-class Explain(Plugin):
+class Explain(_http.WithdrawnFirst):
     name = "explain"
-    in_query_path: ClassVar[bool] = False
+    PATH = PATH
 
-    def __init__(
-        self, address: tuple[str | None, int], controller: Controller, shared: dict[str, Any]
-    ) -> None:
-        self.address = address
-        self.controller = controller
-        self.shared = shared
-        self._mounted = False
-
-    async def start(self) -> None:
-        await _http.mount(self.shared, self.address, PATH, self, self._handle)
-        self._mounted = True
-
-    async def on_shutdown(self) -> None:
-        await self.stop()  # withdrawn before the DNS listeners close: no question finds none
-
-    async def stop(self) -> None:
-        if self._mounted:
-            self._mounted = False
-            await _http.unmount(self.shared, self.address, PATH, self)
-
-    async def _handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         if request.method != "GET":
             return Response.json({"error": "only GET is served"}, 405, (("Allow", "GET"),))
         if not self.controller.serving:  # starting up: no listener answers questions yet

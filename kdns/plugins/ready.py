@@ -13,7 +13,7 @@ withdrawn first, before health's lameduck, so the pod leaves the Service while i
 from __future__ import annotations
 
 import weakref
-from typing import Any, ClassVar
+from typing import Any
 
 from kdns.corefile.model import Directive
 from kdns.http1.server import Request, Response
@@ -44,35 +44,17 @@ def not_ready(plugins: list[Plugin], seen: weakref.WeakSet[Plugin]) -> list[str]
     return sorted(names)
 
 
-class Ready(Plugin):
+class Ready(_http.WithdrawnFirst):
     name = "ready"
-    in_query_path: ClassVar[bool] = False
+    PATH = PATH
 
     def __init__(
         self, address: tuple[str | None, int], controller: Controller, shared: dict[str, Any]
     ) -> None:
-        self.address = address
-        self.controller = controller
-        self.shared = shared
+        super().__init__(address, controller, shared)
         self.seen: weakref.WeakSet[Plugin] = shared.setdefault(_SEEN_KEY, weakref.WeakSet())
-        self._mounted = False
 
-    async def start(self) -> None:
-        await _http.mount(self.shared, self.address, PATH, self, self._handle)
-        self._mounted = True
-
-    async def on_shutdown(self) -> None:
-        await self._withdraw()
-
-    async def stop(self) -> None:
-        await self._withdraw()
-
-    async def _withdraw(self) -> None:
-        if self._mounted:
-            self._mounted = False
-            await _http.unmount(self.shared, self.address, PATH, self)
-
-    async def _handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         names = not_ready(list(self.controller.plugins()), self.seen)
         if not names and self.controller.serving:
             return Response.text("OK")
