@@ -76,7 +76,7 @@ def exchange(port: int, wire: bytes, *, tcp: bool = False, timeout: float = 5.0)
     """Send query bytes to a loopback server and return the reply's bytes as they came."""
     if tcp:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(struct.pack("!H", len(wire)) + wire)
+            s.sendall(framed(wire))
             size = struct.unpack("!H", _read(s, 2))[0]
             return _read(s, size)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -85,9 +85,14 @@ def exchange(port: int, wire: bytes, *, tcp: bool = False, timeout: float = 5.0)
         return s.recv(65535)
 
 
+def framed(wire: bytes) -> bytes:
+    """A message as it travels over TCP (RFC 7766 §8: a 2-byte length first)."""
+    return struct.pack("!H", len(wire)) + wire
+
+
 def send_framed(s: socket.socket, wire: bytes) -> None:
-    """One query on an open TCP connection (RFC 7766 §8: a 2-byte length first)."""
-    s.sendall(struct.pack("!H", len(wire)) + wire)
+    """One query on an open TCP connection."""
+    s.sendall(framed(wire))
 
 
 def read_framed(s: socket.socket) -> bytes | None:
