@@ -19,6 +19,7 @@ from pathlib import Path
 from kdns.corefile.errors import CorefileError
 from kdns.corefile.lexer import Token, tokenize
 from kdns.corefile.model import Corefile, Directive, ServerAddress, ServerBlock
+from kdns.protocol import names
 
 _SUPPORTED_SCHEMES = ("dns",)
 _MAX_IMPORT_DEPTH = 10
@@ -129,6 +130,8 @@ def _expand_imports(
 
 def _import_files(pattern: str, base_dir: str, env: Mapping[str, str] | None, at: Token) -> list[Token]:
     full = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)
+    if "\0" in full:  # no file has such a name; glob and open would raise ValueError
+        raise CorefileError(f"import: no snippet or file named {pattern!r}", at.file, at.line, "import")
     matches = sorted(glob.glob(full))
     if not matches and not glob.has_magic(full):
         raise CorefileError(f"import: no snippet or file named '{pattern}'", at.file, at.line, "import")
@@ -240,8 +243,10 @@ def _port(text: str, key: Token) -> int:
 def _normalize_zone(zone: str, key: Token) -> str:
     if "/" in zone:
         return reverse_zone_for_cidr(zone, key)
-    zone = zone.lower()
-    return zone if zone.endswith(".") else zone + "."
+    try:  # escaped text as kdns writes every name, so a key with odd octets is one name, or an error
+        return names.canonical(zone)
+    except names.BadName as e:
+        raise CorefileError(f"invalid zone '{zone}' in '{key.text}': {e}", key.file, key.line) from None
 
 
 def reverse_zone_for_cidr(cidr: str, key: Token) -> str:

@@ -96,6 +96,11 @@ def test_snippets_and_import(tmp_path: Path) -> None:
         (".:53 {\n whoami\n}\n.:53 {\n log\n}\n", 4, "duplicate server block key"),
         ('.:53 {\n  log "open\n}\n', 2, "unterminated"),
         (".:53 {\n import nothing-here\n}\n", 2, "no snippet or file"),
+        # Found by fuzz/targets/corefile.py: a NUL in an import glob raised ValueError, a label over 63
+        # octets in a key was taken as a zone.
+        (".:53 {\n import zo\0nes/*\n}\n", 2, "no snippet or file"),
+        ("x" * 64 + ".example:53 {\n whoami\n}\n", 1, "invalid zone .* label longer than 63"),
+        ("a..b:53 {\n whoami\n}\n", 1, "invalid zone .* empty label"),
     ],
 )
 def test_errors_name_the_line(text: str, line: int, message: str) -> None:
@@ -108,3 +113,10 @@ def test_errors_name_the_line(text: str, line: int, message: str) -> None:
 def test_missing_file_is_a_corefile_error(tmp_path: Path) -> None:
     with pytest.raises(CorefileError, match="cannot read"):
         parse_file(str(tmp_path / "nope"))
+
+
+def test_keys_are_names_in_escaped_text() -> None:
+    """A key with octets outside printable ASCII is one name, written as kdns writes names (so the
+    file plugin reads it as its origin; regression: U+FFFD in a key crashed the zone reader)."""
+    blocks = parse_corefile("\u00e9.Example:53 weird\\.dot {\n whoami\n}\n").blocks
+    assert blocks[0].zones == ("\\195\\169.example.", "weird\\.dot.")
