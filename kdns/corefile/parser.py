@@ -130,8 +130,6 @@ def _expand_imports(
 
 def _import_files(pattern: str, base_dir: str, env: Mapping[str, str] | None, at: Token) -> list[Token]:
     full = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)
-    if "\0" in full:  # no file has such a name; glob and open would raise ValueError
-        raise CorefileError(f"import: no snippet or file named {pattern!r}", at.file, at.line, "import")
     matches = sorted(glob.glob(full))
     if not matches and not glob.has_magic(full):
         raise CorefileError(f"import: no snippet or file named '{pattern}'", at.file, at.line, "import")

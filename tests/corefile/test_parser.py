@@ -96,9 +96,10 @@ def test_snippets_and_import(tmp_path: Path) -> None:
         (".:53 {\n whoami\n}\n.:53 {\n log\n}\n", 4, "duplicate server block key"),
         ('.:53 {\n  log "open\n}\n', 2, "unterminated"),
         (".:53 {\n import nothing-here\n}\n", 2, "no snippet or file"),
-        # Found by fuzz/targets/corefile.py: a NUL in an import glob raised ValueError, a label over 63
-        # octets in a key was taken as a zone.
-        (".:53 {\n import zo\0nes/*\n}\n", 2, "no snippet or file"),
+        # Found by fuzz/targets/corefile.py: a NUL in a path (import, autopath's resolv.conf…)
+        # raised ValueError, a label over 63 octets in a key was taken as a zone.
+        (".:53 {\n import zo\0nes/*\n}\n", 2, "NUL character"),
+        (".:53 {\n autopath @kubernetes\n whoami\n}\n# \0", 5, "NUL character"),
         ("x" * 64 + ".example:53 {\n whoami\n}\n", 1, "invalid zone .* label longer than 63"),
         ("a..b:53 {\n whoami\n}\n", 1, "invalid zone .* empty label"),
     ],
