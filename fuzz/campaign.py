@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "fuzz" / "corpus"
 # The largest input libFuzzer makes per target: a UDP query kdns reads whole (_hotpath.MAX_QUERY,
 # with EDNS options to spare), and text files a few times the size of the largest seed.
-MAX_LEN = {"packet": 4096, "corefile": 8192, "zonefile": 16384}
+MAX_LEN = {"packet": 4096, "corefile": 8192, "zonefile": 8192}
 TIMEOUT_S = 10
 RSS_LIMIT_MB = 2048
 _STATUS = re.compile(r"^#(\d+)\s+\S+.*?rss: (\d+)Mb", re.MULTILINE)
