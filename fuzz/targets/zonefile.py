@@ -47,19 +47,20 @@ def one_input(data: bytes) -> None:
             raise Finding(f"an error not rendered FILE:LINE: {e}") from e
         return
     asked: set[tuple[tuple[bytes, ...], int]] = set()
+    reply = DNSRecord()  # every answer in one message: one pack, and a retry per record on failure
     for record in records:
         # Each owner and type once; at a CNAME, an A query, so the chain is followed.
         qtype = QTYPE.A if record.rtype == QTYPE.CNAME else record.rtype
-        if (name_key(record.owner), qtype) in asked:
-            continue
-        asked.add((name_key(record.owner), qtype))
-        result = zone.lookup(record.owner, qtype)
-        reply = DNSRecord()
-        reply.add_answer(*result.answer)
-        reply.add_auth(*result.authority)
-        reply.add_ar(*result.additional)
-        try:
-            reply.pack()
-        except Exception as e:
-            where = f"{record.file}:{record.line}"
-            raise Finding(f"{where}: loads, but its answer cannot be sent: {e}") from e
+        if (name_key(record.owner), qtype) not in asked:
+            asked.add((name_key(record.owner), qtype))
+            result = zone.lookup(record.owner, qtype)
+            reply.add_answer(*result.answer, *result.authority, *result.additional)
+    try:
+        reply.pack()
+    except Exception:
+        for rr in reply.rr:
+            try:
+                DNSRecord(rr=[rr]).pack()
+            except Exception as e:
+                raise Finding(f"{rr.rname} {QTYPE.get(rr.rtype)}: loads, but cannot be sent: {e}") from e
+        raise
