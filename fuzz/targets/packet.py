@@ -30,7 +30,7 @@ from typing import Any
 
 import dns.exception
 import dns.message
-from dnslib import DNSRecord
+from dnslib import DNSQuestion, DNSRecord
 
 from kdns.chain import Chain
 from kdns.corefile import Corefile, parse_corefile
@@ -99,7 +99,8 @@ cluster.local in-addr.arpa ip6.arpa {
 # The C fast path (kdns/server/_hotpath.c parse_question) checks that the OPT ends the packet but not
 # the options inside it, so a cached question whose OPT holds an option running past the OPT's
 # RDLENGTH is answered from the cache where the server answers FORMERR (found by this target; the
-# regression test is tests/server/test_hostile_packets.py::test_edns_option_past_the_opt_is_formerr).
+# regression test is test_edns_option_past_the_opt_is_formerr_for_a_cached_question in
+# tests/server/test_hostile_packets.py).
 # Until _hotpath.c walks the options, the fast path is only given packets that parse; set this to
 # True with that fix.
 FAST_PATH_CHECKS_EDNS_OPTIONS = False
@@ -130,8 +131,6 @@ class _Controller:
         return self.plan.plugins if self.plan else []
 
     async def resolve(self, qname: str, qtype: int, proto: str = "udp") -> DNSRecord:
-        from dnslib import DNSQuestion
-
         assert self.dispatcher is not None
         query = DNSRecord(q=DNSQuestion(qname, qtype))
         wire = await self.dispatcher.handle(bytes(query.pack()), proto, ("127.0.0.1", 0))
