@@ -359,7 +359,9 @@ def test_edns0_options_reach_the_upstream(kdns: Callable[..., KdnsProcess], upst
     assert seen.options == ((0xFFEE, bytes([127, 0, 0, 1])), (8, bytes([0, 1, 24, 0, 127, 0, 0])))
 
 
-@pytest.mark.parametrize("first", [b"a.b", b"\xc3\xa9t\xc3\xa9", b"\x01"], ids=["dotted-label", "utf8", "octet"])
+@pytest.mark.parametrize(
+    "first", [b"a.b", b"\xc3\xa9t\xc3\xa9", b"\x01"], ids=["dotted-label", "utf8", "octet"]
+)
 def test_answer_rules_keep_labels_as_asked(kdns: Callable[..., KdnsProcess], first: bytes) -> None:
     """Response rules read and write reply names as kdns's escaped text, as the question side does:
     the owner comes back as the client's labels (regression, found by fuzz/targets/packet.py: names
@@ -369,8 +371,9 @@ def test_answer_rules_keep_labels_as_asked(kdns: Callable[..., KdnsProcess], fir
     (FORMERR; see kdns.request.Request.message)."""
     import dns.name
 
-    p = kdns(".:{port} {\n bind 127.0.0.1\n rewrite stop {\n  name regex (.*)\\.alias\\.test\\. {1}.real.test.\n"
-             "  answer auto\n }\n whoami\n}\n")  # fmt: skip
+    p = kdns(".:{port} {\n bind 127.0.0.1\n rewrite stop {\n"
+             "  name regex (.*)\\.alias\\.test\\. {1}.real.test.\n  answer auto\n }\n"
+             " whoami\n}\n")  # fmt: skip
     asked = dns.name.Name([first, b"alias", b"test", b""])
     for tcp in (False, True):
         reply = ask(p.port, asked.to_text(), tcp=tcp)
