@@ -55,7 +55,9 @@ def one_input(data: bytes) -> None:
     assert _runtime is not None
     text = data.decode("utf-8", errors="replace")
     try:
-        build_plan(parse_corefile(text, FILE, env={}), _runtime, {}, 53)
+        # The Runtime's own `shared`, as every reload of a real process passes it: plugins keep
+        # process-wide state there (prometheus and reload register their load observers once).
+        build_plan(parse_corefile(text, FILE, env={}), _runtime, _runtime.shared, 53)
     except CorefileError as e:
         check_error(e, text)
 
