@@ -300,3 +300,13 @@ async def test_line_stream_splits_lines_across_and_within_chunks() -> None:
     cut = LineStream(SimpleNamespace(content=_Chunks(b'{"type": "ADD')))  # type: ignore[arg-type]
     with pytest.raises(TruncatedStream):
         await cut.readline()
+
+
+def test_paths_the_system_refuses_are_clear_errors(tmp_path: Path) -> None:
+    """Regression (fuzz/targets/corefile.py): is_file() raised OSError for a name over NAME_MAX, which
+    escaped the kubernetes plugin's setup instead of becoming a Corefile error."""
+    long = str(tmp_path / ("x" * 300))
+    with pytest.raises(ApiConfigError, match="kubeconfig .*: File name too long"):
+        ApiClient.from_options(kubeconfig=long)
+    with pytest.raises(ApiConfigError, match="CA certificate .*: File name too long"):
+        ApiClient.from_options(endpoint="https://127.0.0.1:6443", tls=("c", "k", long))
