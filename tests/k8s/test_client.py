@@ -306,7 +306,7 @@ def test_paths_the_system_refuses_are_clear_errors(tmp_path: Path) -> None:
     """Regression (fuzz/targets/corefile.py): is_file() raised OSError for a name over NAME_MAX, which
     escaped the kubernetes plugin's setup instead of becoming a Corefile error."""
     long = str(tmp_path / ("x" * 300))
-    with pytest.raises(ApiConfigError, match="kubeconfig .*: File name too long"):
+    with pytest.raises(ApiConfigError, match=r"kubeconfig .*: File name too long"):
         ApiClient.from_options(kubeconfig=long)
-    with pytest.raises(ApiConfigError, match="CA certificate .*: File name too long"):
+    with pytest.raises(ApiConfigError, match=r"CA certificate .*: File name too long"):
         ApiClient.from_options(endpoint="https://127.0.0.1:6443", tls=("c", "k", long))
