@@ -227,8 +227,12 @@ def _ssl_context(
 
 
 def _check_url(url: str, what: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # urlsplit raises it for an unbalanced "[", .port for a port out of range
+        usable = False
+    if not usable:
         raise ApiConfigError(f"{what} {url!r}: want http://HOST[:PORT] or https://HOST[:PORT]")
     return url.rstrip("/")
 

@@ -310,3 +310,11 @@ def test_paths_the_system_refuses_are_clear_errors(tmp_path: Path) -> None:
         ApiClient.from_options(kubeconfig=long)
     with pytest.raises(ApiConfigError, match=r"CA certificate .*: File name too long"):
         ApiClient.from_options(endpoint="https://127.0.0.1:6443", tls=("c", "k", long))
+
+
+@pytest.mark.parametrize("url", ["http://[::1:6443", "https://10.0.0.1:99999", "http://api:port", "http://a:0"])
+def test_endpoints_that_are_no_urls_are_clear_errors(url: str) -> None:
+    """Regression (fuzz/targets/corefile.py): urlsplit's ValueError escaped the kubernetes plugin's
+    setup; a port out of range was found only when connecting."""
+    with pytest.raises(ApiConfigError, match="want http://HOST"):
+        ApiClient.from_options(endpoint=url)
