@@ -32,6 +32,8 @@ def parse_file(path: str, env: Mapping[str, str] | None = None) -> Corefile:
         source = Path(path).read_text()
     except OSError as e:
         raise CorefileError(f"cannot read Corefile: {e.strerror}", path) from e
+    except UnicodeDecodeError as e:
+        raise CorefileError(f"cannot read Corefile: not UTF-8 text (octet {e.start})", path) from e
     return parse_corefile(source, path, env)
 
 
@@ -141,6 +143,8 @@ def _import_files(pattern: str, base_dir: str, env: Mapping[str, str] | None, at
             raise CorefileError(
                 f"import: cannot read {path}: {e.strerror}", at.file, at.line, "import"
             ) from e
+        except UnicodeDecodeError as e:  # a glob that matched a binary file
+            raise CorefileError(f"import: {path} is not UTF-8 text", at.file, at.line, "import") from e
     return tokens
 
 

@@ -121,3 +121,15 @@ def test_keys_are_names_in_escaped_text() -> None:
     file plugin reads it as its origin; regression: U+FFFD in a key crashed the zone reader)."""
     blocks = parse_corefile("\u00e9.Example:53 weird\\.dot {\n whoami\n}\n").blocks
     assert blocks[0].zones == ("\\195\\169.example.", "weird\\.dot.")
+
+
+def test_files_that_are_not_text_are_corefile_errors(tmp_path: Path) -> None:
+    """Regression (fuzz/targets/corefile.py): `import */*` matched a binary file and
+    UnicodeDecodeError escaped; a Corefile that is not UTF-8 did the same at start."""
+    (tmp_path / "blob.bin").write_bytes(b"\x00\xa7\xff")
+    with pytest.raises(CorefileError, match=r"blob\.bin is not UTF-8 text") as info:
+        parse_corefile(".:53 {\n whoami\n import *.bin\n}\n", str(tmp_path / "Corefile"))
+    assert info.value.line == 3
+    (tmp_path / "Corefile").write_bytes(b".:53 {\n whoami \xa7\n}\n")
+    with pytest.raises(CorefileError, match="not UTF-8 text"):
+        parse_file(str(tmp_path / "Corefile"))
