@@ -9,7 +9,7 @@ APT_PKGS := dnsutils knot knot-dnsutils dnsperf buildah mmdebstrap umoci runc ip
 # What building kdns's C extension (kdns/server/_hotpath.c) needs.
 BUILD_PKGS := gcc python3-dev
 
-.PHONY: demo test lint debs build-debs venv
+.PHONY: demo test lint debs build-debs venv fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,10 +39,18 @@ demo: venv
 	$(BIN)/kdns -conf Corefile.example -dns.port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check kdns tests deploy $(wildcard bench)
+	$(BIN)/ruff check kdns tests deploy fuzz $(wildcard bench)
 	$(BIN)/mypy
 	gcc -fsyntax-only -Wall -Wextra -Wno-missing-field-initializers -Werror \
 	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" kdns/server/_hotpath.c
 
 test: venv debs lint
 	$(BIN)/python -m pytest -q
+
+# The long fuzzing run (fuzz/README.md): FUZZ_RUNS inputs per target, fixed seed; `make test` runs a
+# short one. Findings, corpora and logs go to FUZZ_DIR.
+FUZZ_RUNS ?= 1000000
+FUZZ_SEED ?= 1
+FUZZ_DIR  ?= /tmp/kdns-fuzz
+fuzz: venv
+	$(BIN)/python -m fuzz.campaign --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED) --workdir $(FUZZ_DIR)

@@ -45,6 +45,9 @@ def substitute_env(text: str, env: Mapping[str, str]) -> str:
 def tokenize(text: str, file: str = "Corefile", env: Mapping[str, str] | None = None) -> Iterator[Token]:
     """Yield tokens with the line they start on."""
     text = substitute_env(text, os.environ if env is None else env)
+    nul = text.find("\0")
+    if nul >= 0:  # a Corefile is text; a NUL would reach paths (open() raises ValueError on it)
+        raise CorefileError("NUL character in the Corefile", file, text.count("\n", 0, nul) + 1)
     i, n, line = 0, len(text), 1
     while i < n:
         c = text[i]

@@ -19,6 +19,7 @@ from pathlib import Path
 from kdns.corefile.errors import CorefileError
 from kdns.corefile.lexer import Token, tokenize
 from kdns.corefile.model import Corefile, Directive, ServerAddress, ServerBlock
+from kdns.protocol import names
 
 _SUPPORTED_SCHEMES = ("dns",)
 _MAX_IMPORT_DEPTH = 10
@@ -31,6 +32,8 @@ def parse_file(path: str, env: Mapping[str, str] | None = None) -> Corefile:
         source = Path(path).read_text()
     except OSError as e:
         raise CorefileError(f"cannot read Corefile: {e.strerror}", path) from e
+    except UnicodeDecodeError as e:
+        raise CorefileError(f"cannot read Corefile: not UTF-8 text (octet {e.start})", path) from e
     return parse_corefile(source, path, env)
 
 
@@ -140,6 +143,8 @@ def _import_files(pattern: str, base_dir: str, env: Mapping[str, str] | None, at
             raise CorefileError(
                 f"import: cannot read {path}: {e.strerror}", at.file, at.line, "import"
             ) from e
+        except UnicodeDecodeError as e:  # a glob that matched a binary file
+            raise CorefileError(f"import: {path} is not UTF-8 text", at.file, at.line, "import") from e
     return tokens
 
 
@@ -240,8 +245,10 @@ def _port(text: str, key: Token) -> int:
 def _normalize_zone(zone: str, key: Token) -> str:
     if "/" in zone:
         return reverse_zone_for_cidr(zone, key)
-    zone = zone.lower()
-    return zone if zone.endswith(".") else zone + "."
+    try:  # escaped text as kdns writes every name, so a key with odd octets is one name, or an error
+        return names.canonical(zone)
+    except names.BadName as e:
+        raise CorefileError(f"invalid zone '{zone}' in '{key.text}': {e}", key.file, key.line) from None
 
 
 def reverse_zone_for_cidr(cidr: str, key: Token) -> str:

@@ -47,10 +47,14 @@ class Origin:
     @classmethod
     def split(cls, url: str) -> tuple[Self, str]:
         """The origin of an http(s) URL and its request target (path and query); ValueError if bad."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            explicit_port = parts.port  # ValueError out of 0-65535; urlsplit's for an unbalanced "["
+        except ValueError:
+            parts, explicit_port = None, 0
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or explicit_port == 0:
             raise ValueError(f"{url!r}: want http://HOST[:PORT] or https://HOST[:PORT]")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = explicit_port or (443 if parts.scheme == "https" else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return cls(parts.scheme, parts.hostname, port), target
 

@@ -183,8 +183,7 @@ def load_kubeconfig(path: str, context: str | None) -> Any:
             f"kubeconfig {path}: reading kubeconfig files needs the Python package 'kubernetes', "
             "which is not installed (pip install 'kdns[kubeconfig]')"
         ) from exc
-    if not Path(path).is_file():
-        raise ApiConfigError(f"kubeconfig {path}: no such file")
+    _check_file("kubeconfig", path)
     cfg = k8s_client.Configuration()
     try:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -195,13 +194,25 @@ def load_kubeconfig(path: str, context: str | None) -> Any:
     return cfg
 
 
+def _check_file(what: str, path: str) -> None:
+    """ApiConfigError naming `what` unless `path` is a file. is_file() is False for a missing path
+    but raises for one the system refuses outright (a name over NAME_MAX): that is an error too."""
+    try:
+        if Path(path).is_file():
+            return
+        why = "no such file"
+    except OSError as e:
+        why = e.strerror or str(e)
+    raise ApiConfigError(f"{what} {path}: {why}")
+
+
 def _ssl_context(
     *, ca: str | None = None, cert: str | None = None, key: str | None = None, verify: bool = True
 ) -> ssl.SSLContext:
     """Client TLS context; each file is checked so the error names the one that is wrong."""
     for what, path in (("CA certificate", ca), ("client certificate", cert), ("client key", key)):
-        if path and not Path(path).is_file():
-            raise ApiConfigError(f"{what} {path}: no such file")
+        if path:
+            _check_file(what, path)
     try:
         ctx = ssl.create_default_context(cafile=ca or None)
         if cert:

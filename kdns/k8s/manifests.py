@@ -42,12 +42,16 @@ def manifest_files(paths: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file()))
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise ManifestError(f"manifests {raw}: no such file or directory")
+        try:  # is_dir/is_file are False for a missing path, but raise on e.g. a name over NAME_MAX
+            if path.is_dir():
+                out.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file()))
+                continue
+            if path.is_file():
+                out.append(path)
+                continue
+        except OSError as e:
+            raise ManifestError(f"manifests {raw}: {e.strerror}") from e
+        raise ManifestError(f"manifests {raw}: no such file or directory")
     return out
 
 

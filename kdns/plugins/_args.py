@@ -57,9 +57,13 @@ def parse_duration(d: Directive, text: str, what: str = "duration") -> float:
     return total
 
 
-def normalize_zone(name: str) -> str:
-    """Lower-case FQDN form of a zone name, escaped as kdns writes names (kdns.protocol.names)."""
-    return names.canonical(name)
+def normalize_zone(d: Directive, name: str) -> str:
+    """Lower-case FQDN form of a zone name, escaped as kdns writes names (kdns.protocol.names); a
+    text that is no domain name (a label over 63 octets, an empty label…) is an error at `d`."""
+    try:
+        return names.canonical(name)
+    except names.BadName as e:
+        raise d.error(f"invalid zone name {name!r}: {e}") from None
 
 
 def zones_or_default(d: Directive, args: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
@@ -74,7 +78,7 @@ def zones_or_default(d: Directive, args: Sequence[str], default: Sequence[str]) 
             except CorefileError as e:
                 raise d.error(e.message) from None
         else:
-            zones.append(normalize_zone(a))
+            zones.append(normalize_zone(d, a))
     return tuple(zones)
 
 

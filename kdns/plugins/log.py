@@ -206,7 +206,7 @@ def setup(d: Directive, ctx: SetupContext) -> Plugin:
     if len(args) >= 2 and "{" in args[-1]:
         last = args.pop()
         fmt = {"{common}": COMMON_FORMAT, "{combined}": COMBINED_FORMAT}.get(last, last)
-    names = [normalize_zone(a) for a in args] or ["."]
+    names = [normalize_zone(d, a) for a in args] or ["."]
     classes: set[str] = set()
     min_duration = 0.0
     for child in d.children:

@@ -96,6 +96,12 @@ def test_snippets_and_import(tmp_path: Path) -> None:
         (".:53 {\n whoami\n}\n.:53 {\n log\n}\n", 4, "duplicate server block key"),
         ('.:53 {\n  log "open\n}\n', 2, "unterminated"),
         (".:53 {\n import nothing-here\n}\n", 2, "no snippet or file"),
+        # Found by fuzz/targets/corefile.py: a NUL in a path (import, autopath's resolv.conf…)
+        # raised ValueError, a label over 63 octets in a key was taken as a zone.
+        (".:53 {\n import zo\0nes/*\n}\n", 2, "NUL character"),
+        (".:53 {\n autopath @kubernetes\n whoami\n}\n# \0", 5, "NUL character"),
+        ("x" * 64 + ".example:53 {\n whoami\n}\n", 1, "invalid zone .* label longer than 63"),
+        ("a..b:53 {\n whoami\n}\n", 1, "invalid zone .* empty label"),
     ],
 )
 def test_errors_name_the_line(text: str, line: int, message: str) -> None:
@@ -108,3 +114,22 @@ def test_errors_name_the_line(text: str, line: int, message: str) -> None:
 def test_missing_file_is_a_corefile_error(tmp_path: Path) -> None:
     with pytest.raises(CorefileError, match="cannot read"):
         parse_file(str(tmp_path / "nope"))
+
+
+def test_keys_are_names_in_escaped_text() -> None:
+    """A key with octets outside printable ASCII is one name, written as kdns writes names (so the
+    file plugin reads it as its origin; regression: U+FFFD in a key crashed the zone reader)."""
+    blocks = parse_corefile("\u00e9.Example:53 weird\\.dot {\n whoami\n}\n").blocks
+    assert blocks[0].zones == ("\\195\\169.example.", "weird\\.dot.")
+
+
+def test_files_that_are_not_text_are_corefile_errors(tmp_path: Path) -> None:
+    """Regression (fuzz/targets/corefile.py): `import */*` matched a binary file and
+    UnicodeDecodeError escaped; a Corefile that is not UTF-8 did the same at start."""
+    (tmp_path / "blob.bin").write_bytes(b"\x00\xa7\xff")
+    with pytest.raises(CorefileError, match=r"blob\.bin is not UTF-8 text") as info:
+        parse_corefile(".:53 {\n whoami\n import *.bin\n}\n", str(tmp_path / "Corefile"))
+    assert info.value.line == 3
+    (tmp_path / "Corefile").write_bytes(b".:53 {\n whoami \xa7\n}\n")
+    with pytest.raises(CorefileError, match="not UTF-8 text"):
+        parse_file(str(tmp_path / "Corefile"))

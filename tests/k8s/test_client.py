@@ -325,3 +325,21 @@ async def test_line_stream_splits_lines_across_and_within_chunks() -> None:
     cut = LineStream(_Chunks(b'{"type": "ADD').read_chunk)
     with pytest.raises(TruncatedStream):
         await cut.readline()
+
+
+def test_paths_the_system_refuses_are_clear_errors(tmp_path: Path) -> None:
+    """Regression (fuzz/targets/corefile.py): is_file() raised OSError for a name over NAME_MAX, which
+    escaped the kubernetes plugin's setup instead of becoming a Corefile error."""
+    long = str(tmp_path / ("x" * 300))
+    with pytest.raises(ApiConfigError, match=r"kubeconfig .*: File name too long"):
+        ApiClient.from_options(kubeconfig=long)
+    with pytest.raises(ApiConfigError, match=r"CA certificate .*: File name too long"):
+        ApiClient.from_options(endpoint="https://127.0.0.1:6443", tls=("c", "k", long))
+
+
+@pytest.mark.parametrize("url", ["http://[::1:6443", "https://10.0.0.1:99999", "http://api:port", "http://a:0"])
+def test_endpoints_that_are_no_urls_are_clear_errors(url: str) -> None:
+    """Regression (fuzz/targets/corefile.py): urlsplit's ValueError escaped the kubernetes plugin's
+    setup; a port out of range was found only when connecting."""
+    with pytest.raises(ApiConfigError, match="want http://HOST"):
+        ApiClient.from_options(endpoint=url)

@@ -182,3 +182,10 @@ def test_read_objects_rejects_non_objects(tmp_path: Path) -> None:
     f.write_text("a: [")
     with pytest.raises(ManifestError, match=r"x\.yaml"):
         read_objects([f])
+
+
+def test_a_path_the_system_refuses_is_a_manifest_error(tmp_path: Path) -> None:
+    """Regression (fuzz/targets/corefile.py): a name over NAME_MAX made is_dir() raise OSError, which
+    escaped the kubernetes plugin's setup instead of becoming a Corefile error."""
+    with pytest.raises(ManifestError, match="File name too long"):
+        ManifestSource([str(tmp_path / ("x" * 300 + ".yaml"))], RecordingSink(), list(Kind))

@@ -246,3 +246,20 @@ def test_duplicate_records_are_one_and_ttl_mismatch_is_a_warning() -> None:
         "db.test:4: TTL 30 differs from db.test:2 in one RRset; using 60 (RFC 2181 §5.2)"
     ]
     assert zone.serial == 1
+
+
+def test_include_of_a_path_with_a_nul_is_an_error_at_its_line() -> None:
+    """Regression (fuzz/targets/zonefile.py): open() raises ValueError, not OSError, for a NUL."""
+    text = "@ 300 IN SOA ns hostmaster 1 2 3 4 5\n$INCLUDE bad\0name\n"
+    with pytest.raises(ZoneFileError) as info:
+        ZoneFileReader().read_text(text, "example.org.", "/zones/example.org.zone")
+    assert info.value.line == 2 and "cannot read zone file" in str(info.value)
+
+
+def test_an_origin_outside_ascii_is_a_name() -> None:
+    """Origins come as kdns's escaped text (`\\197\\154`); regression (fuzz/targets/corefile.py):
+    dnslib read the escapes as characters and failed to encode them."""
+    origin = "\\197\\154.example."
+    records = ZoneFileReader().read_text("@ 300 IN SOA ns hostmaster 1 2 3 4 5\n", origin)
+    zone = Zone(origin, records)
+    assert zone.origin.label == (b"\xc5\x9a", b"example")

@@ -357,3 +357,25 @@ def test_edns0_options_reach_the_upstream(kdns: Callable[..., KdnsProcess], upst
     assert rcode(r) == "NOERROR" and r.edns == -1  # no OPT back to a client that sent none
     (seen,) = upstream.seen("nginx.default.svc.cluster.local.")
     assert seen.options == ((0xFFEE, bytes([127, 0, 0, 1])), (8, bytes([0, 1, 24, 0, 127, 0, 0])))
+
+
+@pytest.mark.parametrize(
+    "first", [b"a.b", b"\xc3\xa9t\xc3\xa9", b"\x01"], ids=["dotted-label", "utf8", "octet"]
+)
+def test_answer_rules_keep_labels_as_asked(kdns: Callable[..., KdnsProcess], first: bytes) -> None:
+    """Response rules read and write reply names as kdns's escaped text, as the question side does:
+    the owner comes back as the client's labels (regression, found by fuzz/targets/packet.py: names
+    went through dnslib's text, so the owner `a\\.b.real.test.` was not mapped back at all, a \\001
+    octet came back as punycode, and an owner dnslib could not encode failed the query). Labels
+    that are not UTF-8 cannot be tested here: dnslib cannot parse such a query, which rewrite needs
+    (FORMERR; see kdns.request.Request.message)."""
+    import dns.name
+
+    p = kdns(".:{port} {\n bind 127.0.0.1\n rewrite stop {\n"
+             "  name regex (.*)\\.alias\\.test\\. {1}.real.test.\n  answer auto\n }\n"
+             " whoami\n}\n")  # fmt: skip
+    asked = dns.name.Name([first, b"alias", b"test", b""])
+    for tcp in (False, True):
+        reply = ask(p.port, asked.to_text(), tcp=tcp)
+        assert rcode(reply) == "NOERROR"
+        assert {rr.name for rr in reply.additional if rr.rdtype == 1} == {asked}

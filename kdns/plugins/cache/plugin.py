@@ -35,6 +35,7 @@ from kdns.plugins.cache import metrics
 from kdns.plugins.cache.classify import Kind, Shape, classify, minimal_ttl
 from kdns.plugins.cache.config import CacheConfig, Tier
 from kdns.plugins.cache.entry import Entry, with_ttl
+from kdns.protocol.message import MessageError
 from kdns.protocol.names import zone_matches
 from kdns.protocol.wire import set_ttls
 from kdns.request import Reply, Request, Reuse
@@ -196,10 +197,10 @@ class Cache(Plugin):
         ttl = self._lifetime(shape, kind)
         refreshed = not verify or shape.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)  # RFC 8767 §4
         if kind.cacheable and not _truncated(reply) and ttl > 0 and refreshed and self._stores(request, kind):
-            msg = reply.message
-            if request.matches(msg):
+            msg = _readable(reply)
+            if msg is not None and request.matches(msg):
                 self._store(key, msg, kind, ttl)
-            else:
+            elif msg is not None:
                 metrics.DROPS.labels(self._server, self._zones_label, "").inc()
         return self._capped(reply, request, ttl)
 
@@ -298,3 +299,12 @@ def _capped(msg: DNSRecord, ttl: int, request: Request) -> DNSRecord:
     if clear_ad:
         out.header.ad = 0
     return out
+
+
+def _readable(reply: Reply) -> DNSRecord | None:
+    """The reply as the entry keeps it; None when dnslib cannot read it: dnslib reads only UTF-8
+    labels, while any octet may be in one (RFC 2181 §11), so such a name is answered but not kept."""
+    try:
+        return reply.message
+    except MessageError:
+        return None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from dnslib import QTYPE, RCODE, RD, RR, DNSBuffer, DNSLabel
 
 from kdns.plugins.file.zonefile import Record, ZoneFileError, ZoneFileReader
+from kdns.protocol import names
 
 Name = tuple[bytes, ...]  # lower-cased labels, left to right: the key for every lookup
 
@@ -73,7 +74,8 @@ class Zone:
     """Records of one origin, checked (one SOA at the apex, CNAME alone at its name, all in zone)."""
 
     def __init__(self, origin: str, records: Iterable[Record], files: Iterable[str] = ()) -> None:
-        self.origin = DNSLabel(origin)
+        # From labels, not text: dnslib reads `\DDD` escapes as characters and then fails on them.
+        self.origin = DNSLabel(names.from_text(origin))
         self.files = tuple(files)
         self.warnings: list[str] = []
         self._origin: Name = name_key(self.origin)

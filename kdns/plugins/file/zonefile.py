@@ -108,8 +108,8 @@ class ZoneFileReader:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-        except OSError as e:
-            why = f"cannot read zone file: {e.strerror or e}"
+        except (OSError, ValueError) as e:  # ValueError: a path holding a NUL octet
+            why = f"cannot read zone file: {getattr(e, 'strerror', None) or e}"
             raise ZoneFileError(path, 0, why, tuple(self.files)) from None
         # latin-1 maps every byte to one character, so TXT data and names keep their exact octets.
         self._parse(data.decode("latin-1"), ctx)

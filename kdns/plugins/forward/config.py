@@ -159,7 +159,7 @@ def _parse_health(child: Directive) -> HealthCheckConfig:
         if word == "no_rec":
             rd = False
         elif word == "domain" and args:
-            domain = normalize_zone(args.pop(0))
+            domain = normalize_zone(child, args.pop(0))
         else:
             raise child.error(f"unexpected '{word}' (want: health_check DURATION [no_rec] [domain FQDN])")
     return HealthCheckConfig(interval, rd, domain)

@@ -8,6 +8,7 @@ from typing import Any
 
 from dnslib import CNAME, QTYPE, DNSLabel, DNSRecord
 
+from kdns.plugin import PluginError
 from kdns.plugins._regex import GoRegexp, expand_groups, submatches
 from kdns.plugins.rewrite.state import Query, Resolver, ResponseRule
 from kdns.plugins.rewrite.strings import (
@@ -21,8 +22,24 @@ from kdns.plugins.rewrite.strings import (
     StringRewriter,
     SuffixRewriter,
 )
+from kdns.protocol import names
 
 # --- response rules ---------------------------------------------------------------------------------
+
+
+def _text(label: DNSLabel) -> str:
+    """A name in a reply as kdns's escaped text, the form the question side rewrites
+    (kdns.protocol.names): a label holding a dot or any octet stays one label."""
+    return names.to_text(label.label)
+
+
+def _label(text: str) -> DNSLabel:
+    """Rewritten escaped text back to labels; text that is no domain name fails the query, as a
+    rewritten question does."""
+    try:
+        return DNSLabel(names.from_text(text))
+    except names.BadName:
+        raise PluginError(f"invalid name after rewrite: {text}") from None
 
 # Record types whose value is a name that `answer value` rewrites (CoreDNS's getRecordValueForRewrite),
 # with the dnslib attribute holding it.
@@ -39,10 +56,10 @@ class NameResponse(ResponseRule):
     rewriter: StringRewriter
 
     def record(self, rr: Any) -> None:
-        name = str(rr.rname)
+        name = _text(rr.rname)
         new = self.rewriter.rewrite(name)
         if new != name:
-            rr.rname = DNSLabel(new)
+            rr.rname = _label(new)
 
 
 @dataclass(frozen=True)
@@ -55,10 +72,10 @@ class ValueResponse(ResponseRule):
         attr = _VALUE_FIELDS.get(rr.rtype)
         if attr is None:
             return
-        value = str(getattr(rr.rdata, attr))
+        value = _text(getattr(rr.rdata, attr))
         new = self.rewriter.rewrite(value)
         if new != value:
-            setattr(rr.rdata, attr, DNSLabel(new))
+            setattr(rr.rdata, attr, _label(new))
 
 
 @dataclass(frozen=True)
@@ -221,7 +238,7 @@ class CnameTarget(ResponseRule):
         for i, rr in enumerate(msg.rr):
             if rr.rtype != QTYPE.CNAME:
                 continue
-            target = str(rr.rdata.label)
+            target = _text(rr.rdata.label)
             new = self.target_for(target)
             if new is None:
                 continue
@@ -230,7 +247,7 @@ class CnameTarget(ResponseRule):
             except Exception:  # CoreDNS logs the failed lookup and leaves the reply as it was
                 return
             kept = [r for r in msg.rr[: i + 1] if r.rtype == QTYPE.CNAME]
-            kept[-1].rdata = CNAME(new)
+            kept[-1].rdata = CNAME(_label(new))
             msg.rr = kept + list(found.rr)
             msg.header.tc = found.header.tc
             return

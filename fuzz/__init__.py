@@ -1,0 +1,1 @@
+"""Fuzzing kdns: targets, corpus and runners (fuzz/README.md)."""
