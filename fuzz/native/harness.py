@@ -611,7 +611,8 @@ class Harness:
 
     def _record(self, r: Reader) -> bytes:
         """One resource record for a group, well-formed or not (its owner must end inside it)."""
-        owner = r.mostly((b"\xc0\x0c", b"\0", b"\x03www\xc0\x0c", b"\x01a\x01b\0"), (b"\x05short", b""))
+        usual = (b"\xc0\x0c", b"\0", b"\x03www\xc0\x0c", b"\x01a\x01b\0")
+        owner = r.mostly(usual, (b"\x05short", b"", b"\x3fx"))  # rarely: owners ended by TYPE, or none
         rest = (r.pick((1, 28, 15, 33)).to_bytes(2, "big") + b"\0\x01" + r.take(4).ljust(4, b"\0")
                 + bytes((0, 4)) + r.take(4).ljust(4, b"\1"))  # fmt: skip
         return owner + rest[: r.mostly((len(rest),), (3, 8, 9))]
