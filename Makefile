@@ -8,8 +8,10 @@ PORT    ?= 1053
 APT_PKGS := dnsutils knot knot-dnsutils dnsperf buildah mmdebstrap umoci runc iproute2
 # What building kdns's C extension (kdns/server/_hotpath.c) needs.
 BUILD_PKGS := gcc python3-dev
+# clang with libFuzzer and the sanitizer runtimes, for the C replay's fuzz target (fuzz/native/).
+FUZZ_NATIVE_PKGS := clang-14 libclang-rt-14-dev
 
-.PHONY: demo test lint debs build-debs venv fuzz
+.PHONY: demo test lint debs build-debs venv fuzz fuzz-native fuzz-native-short
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,7 +35,7 @@ build-debs:
 	$(call apt_install,$(BUILD_PKGS))
 
 debs:
-	$(call apt_install,$(APT_PKGS))
+	$(call apt_install,$(APT_PKGS) $(FUZZ_NATIVE_PKGS))
 
 demo: venv
 	$(BIN)/kdns -conf Corefile.example -dns.port $(PORT)
@@ -54,3 +56,11 @@ FUZZ_SEED ?= 1
 FUZZ_DIR  ?= /tmp/kdns-fuzz
 fuzz: venv
 	$(BIN)/python -m fuzz.campaign --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED) --workdir $(FUZZ_DIR)
+
+# The C replay's fuzz target (fuzz/native/README.md): a 30 s seeded run (pytest runs the same one in
+# `make test`, tests/fuzz_native/), and the long run: a million inputs, summary in fuzz/native/build/.
+fuzz-native-short: venv debs
+	$(BIN)/python fuzz/native/run.py --build --seconds 30
+
+fuzz-native: venv debs
+	$(BIN)/python fuzz/native/run.py --build --runs 1000000 --report fuzz/native/build/long.json

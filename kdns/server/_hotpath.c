@@ -344,11 +344,15 @@ static int check_entry(Table *t, PyObject *key, Entry *e, unsigned long *serial,
         if (PyErr_Occurred()) return -1;
     }
     if (e->lifetime >= 0) {
-        *remaining = e->lifetime - (long)(monotonic() - e->stored);
-        if (*remaining <= 0) { /* expired: the plugin decides (serve_stale, refresh) */
+        /* Whole seconds since `stored`, compared as a double first: a clock that is NaN, infinite or
+         * in the future (no time.monotonic() reading) makes the entry expired, never an undefined
+         * conversion to long. */
+        double age = monotonic() - e->stored;
+        if (!(age >= 0 && age < (double)e->lifetime)) { /* expired: the plugin decides (serve_stale, refresh) */
             if (PyDict_DelItem(t->entries, key) < 0) return -1;
             return 0;
         }
+        *remaining = e->lifetime - (long)age;
     }
     return 1;
 }
@@ -566,7 +570,7 @@ static PyObject *Table_store(Table *t, PyObject *args) {
         (spelling = PyObject_GetAttr(tpl, str_spelling)) == NULL ||
         (stored = PyObject_GetAttr(tpl, str_stored)) == NULL ||
         int_attr(tpl, str_serial_at, -1, TCP_MAX, &serial_at) < 0 ||
-        int_attr(tpl, str_lifetime, -1, LONG_MAX, &lifetime) < 0 ||
+        int_attr(tpl, str_lifetime, -1, 0xFFFFFFFF, &lifetime) < 0 || /* the TTLs it patches are 32 bits */
         int_attr(tpl, str_only_limit, 0, TCP_MAX, &only_limit) < 0 || int_attr(tpl, str_slot, 0, 1 << 20, &slot) < 0)
         goto fail;
     if (!PyBytes_Check(head) || PyBytes_GET_SIZE(head) != 10 || !PyTuple_Check(deps) ||

@@ -135,6 +135,8 @@ class Table:
             raise ValueError("head must be 10 bytes, serial_at inside the template")
         if any(not 0 <= at <= length - 4 for at in template.ttl_at):
             raise ValueError("a TTL offset is outside the template")
+        if not -1 <= template.lifetime <= 0xFFFFFFFF:  # the TTLs it patches are 32 bits
+            raise ValueError("lifetime must be in -1..4294967295")
         if len(self._entries) >= self.limits.max_entries:
             self._entries.clear()
         self._entries[key] = _Entry(
@@ -165,12 +167,15 @@ class Table:
             if mapping.get(dep_key) is not expected:
                 del self._entries[key]
                 return None
+        # The serial is read here, as the C check_entry does: a source that fails, fails any hit.
+        serial = e.serial_source.serial & 0xFFFFFFFF if e.serial_at >= 0 else 0
         remaining = 0
         if e.lifetime >= 0:
-            remaining = e.lifetime - int(time.monotonic() - e.stored)
-            if remaining <= 0:
+            age = time.monotonic() - e.stored
+            if not 0 <= age < e.lifetime:  # expired, or a clock that is NaN or in the future
                 del self._entries[key]
                 return None
+            remaining = e.lifetime - int(age)
         total = end + e.length
         if total > limit or total > cap or (e.only_limit and e.only_limit != limit):
             return None
@@ -188,7 +193,7 @@ class Table:
                 if e.lifetime >= 0:
                     body[at : at + 4] = remaining.to_bytes(4, "big")
         if e.serial_at >= 0:
-            body[e.serial_at : e.serial_at + 4] = (e.serial_source.serial & 0xFFFFFFFF).to_bytes(4, "big")
+            body[e.serial_at : e.serial_at + 4] = serial.to_bytes(4, "big")
         for at in e.ttl_at:
             body[at : at + 4] = remaining.to_bytes(4, "big")
         head = data[:2] + flags.to_bytes(2, "big") + e.head[2:]

@@ -1,0 +1,1 @@
+"""The C replay's libFuzzer target (README.md): a driver embedding CPython and the harness it loads."""
