@@ -103,7 +103,9 @@ def test_every_record_kind(dns_server: KdnsProcess, tcp: bool) -> None:
         q("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", "PTR")
     ) == ["db-0.db.default.svc.cluster.local."]
     assert answer_texts(q("10-244-9-9.default.pod.cluster.local.")) == ["10.244.9.9"]
-    assert answer_texts(q("dns-version.cluster.local.", "TXT")) == ['"1.1.0"']
+    version = q("dns-version.cluster.local.", "TXT")
+    assert answer_texts(version) == ['"1.1.0"']
+    assert version.answer[0].ttl == 28800  # whatever `ttl` says (30 here: the SOA's below), as CoreDNS
     soa = q("cluster.local.", "SOA")
     (soa_rr,) = soa.answer
     assert soa_rr.ttl == 30 and soa_rr[0].mname.to_text() == "ns.dns.cluster.local."
