@@ -347,7 +347,7 @@ class Harness:
         from kdns.server.limits import LIMITS, Limits
         from tests.plugins.kubernetes import cluster
         from tests.support import objects as o
-        from tests.support.units import FakeController
+        from tests.support.units import FakeController, StaticSource
 
         assert fastpath.NATIVE and fastpath.Table is sys.modules[_HOTPATH].Table, "not the sanitized table"
         self.hotpath = sys.modules[_HOTPATH]
@@ -380,7 +380,7 @@ class Harness:
         )
 
         def kubernetes() -> Kubernetes:
-            return Kubernetes(opts, _Synced(), index, FakeController())
+            return Kubernetes(opts, StaticSource(), index, FakeController())
 
         cache = Cache(CacheConfig((".",)))
         self.dispatchers = [
@@ -766,20 +766,6 @@ class Harness:
     def clear(self, r: Reader, pair: Pair) -> None:
         pair.c.clear()
         pair.py.clear()
-
-
-class _Synced:
-    """An object source that is always synced: the index is filled at setup."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def synced(self) -> bool:
-        return True
-
-    async def wait_synced(self, timeout: float) -> bool:
-        return True
 
 
 _harness: Harness | None = None

@@ -30,10 +30,9 @@ from kdns.request import Reply, Request, Reuse
 from kdns.server import fastpath
 from kdns.server.dispatch import Dispatcher
 from tests.plugins.kubernetes import test_lookup
-from tests.plugins.kubernetes.test_lookup import StaticSource
 from tests.plugins.test_cache import d as cache_directive
 from tests.support import objects as o
-from tests.support.units import FakeController
+from tests.support.units import FakeController, StaticSource
 
 NAMES = sorted({name for name, *_ in test_lookup.test_lookup.pytestmark[0].args[1]})  # type: ignore[attr-defined]
 QTYPES = ["A", "AAAA", "SRV", "TXT", "PTR", "CNAME", "SOA", "NS", "MX"]

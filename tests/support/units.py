@@ -18,6 +18,20 @@ from kdns.plugin import Plugin, ReloadObserver, SetupContext, Traced
 from kdns.request import Request
 
 
+class StaticSource:
+    """An object source that is always synced: the test fills the index itself."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def synced(self) -> bool:
+        return True
+
+    async def wait_synced(self, timeout: float) -> bool:
+        return True
+
+
 class FakeController:
     """Records what plugins ask of the server instead of doing it."""
 

@@ -17,7 +17,7 @@ from kdns.plugins.kubernetes.plugin import Kubernetes
 from kdns.server.dispatch import Dispatcher
 from kdns.server.trace import trace
 from tests.support import objects as o
-from tests.support.units import FakeController
+from tests.support.units import FakeController, StaticSource
 
 ZONES = ("cluster.local.", "in-addr.arpa.")
 HTTP = o.port("http", 80)
@@ -49,17 +49,7 @@ def plugin(**opts: Any) -> Kubernetes:
     for kind in (Kind.NAMESPACE, Kind.SERVICE, Kind.ENDPOINTSLICE, Kind.POD):
         index.replace(kind, [parse_object(kind, obj) for obj in OBJECTS if obj["kind"] == kind.kind_name])
     options = KubernetesOptions(zones=ZONES, **opts)
-    return Kubernetes(options, _Source(), index, FakeController())
-
-
-class _Source:
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    def synced(self) -> bool:
-        return True
-
-    async def wait_synced(self, timeout: float) -> bool:
-        return True
+    return Kubernetes(options, StaticSource(), index, FakeController())
 
 
 async def explained(name: str, qtype: str = "A", **opts: Any) -> tuple[ClusterDetail, DNSRecord]:

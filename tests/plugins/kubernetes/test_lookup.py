@@ -19,23 +19,12 @@ from kdns.plugins.kubernetes.plugin import Kubernetes
 from kdns.request import Reply, Request
 from tests.plugins.kubernetes import cluster
 from tests.support import units
-from tests.support.units import FakeController
+from tests.support.units import FakeController, StaticSource
 
 
 async def _no_next(request: Request) -> Reply:
     raise AssertionError("the kubernetes plugin passed a name of its zones on")
 
-
-class StaticSource:
-    """An object source that is always synced (the index is filled by the test)."""
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    def synced(self) -> bool:
-        return True
-
-    async def wait_synced(self, timeout: float) -> bool:
-        return True
 
 ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
 
