@@ -10,7 +10,7 @@ from __future__ import annotations
 from dnslib import QTYPE, RD, RR
 
 from kdns.corefile.model import Directive
-from kdns.plugin import Handler, Plugin, SetupContext
+from kdns.plugin import Handler, NowHandler, Plugin, SetupContext
 from kdns.plugins._args import expect_args
 from kdns.request import Reply, Request
 
@@ -25,13 +25,19 @@ class Any(Plugin):
     async def serve(self, request: Request, next_: Handler) -> Reply:
         if request.qtype != QTYPE.ANY:
             return await next_(request)
+        return self._hinfo(request)
+
+    def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
+        return self._hinfo(request) if request.qtype == QTYPE.ANY else next_now(request)
+
+    def _hinfo(self, request: Request) -> Reply:
         msg = request.reply()
         msg.add_answer(RR(request.owner, QTYPE.HINFO, ttl=TTL, rdata=_HINFO))
         return Reply(msg, self.name)
 
     def transparent_for(self, qname: str) -> bool:
         # Other queries pass untouched, and the ANY replies written here are never replayed (no
-        # `reuse`), nor can a later plugin's be: ANY never reaches it.
+        # `reuse`), nor can a later plugin's be: ANY never reaches one, in serve or serve_now.
         return True
 
 

@@ -20,7 +20,7 @@ from dnslib import CLASS, QTYPE, RR, TXT
 
 from kdns import __version__
 from kdns.corefile.model import Directive
-from kdns.plugin import Handler, Plugin, SetupContext
+from kdns.plugin import Handler, NowHandler, Plugin, SetupContext
 from kdns.request import Reply, Request
 
 _MAX_STRING = 255
@@ -43,8 +43,17 @@ class Chaos(Plugin):
         self.rng = rng or random.Random()
 
     async def serve(self, request: Request, next_: Handler) -> Reply:
+        reply = self._answer(request)
+        return reply if reply is not None else await next_(request)
+
+    def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
+        reply = self._answer(request)
+        return reply if reply is not None else next_now(request)
+
+    def _answer(self, request: Request) -> Reply | None:
+        """The CH TXT reply for one of the names this plugin answers, else None (passed on)."""
         if request.qclass != CLASS.CH or request.qtype != QTYPE.TXT:
-            return await next_(request)
+            return None
         name = request.qname_lower
         if name in _VERSION_NAMES:
             texts = [self.version]
@@ -53,14 +62,15 @@ class Chaos(Plugin):
         elif name == _AUTHORS_NAME:
             texts = self.rng.sample(self.authors, len(self.authors))
         else:
-            return await next_(request)
+            return None
         msg = request.reply()
         for text in texts:
             msg.add_answer(RR(request.owner, QTYPE.TXT, CLASS.CH, 0, TXT([text])))
         return Reply(msg, self.name)
 
     def transparent_for(self, qname: str) -> bool:
-        # Its replies carry no `reuse`, so they are never replayed; everything else passes untouched.
+        # Its replies carry no `reuse`, so they are never replayed, and its names never reach a later
+        # plugin (in serve or serve_now); everything else passes untouched.
         return True
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,17 @@ def test_chaos_answers_ch_txt(kdns: Callable[..., KdnsProcess], tcp: bool) -> No
 def test_without_chaos_or_forward_other_classes_are_refused(kdns: Callable[..., KdnsProcess]) -> None:
     p = kdns(".:{port} {\n  bind 127.0.0.1\n  any\n  whoami\n}\n")
     assert rcode(ask(p.port, "version.bind.", "TXT", rdclass="CH")) == "REFUSED"
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_their_questions_never_reach_a_later_plugin(kdns: Callable[..., KdnsProcess], tcp: bool) -> None:
+    """The server prepares replies without awaiting (Plugin.serve_now) before it runs the chain:
+    any and chaos must answer there too, or the kubernetes plugin behind them (which answers at
+    once, here for the zone `bind` as well) answers their questions, and the fast path replays it."""
+    demo = Path(__file__).resolve().parents[2] / "demo" / "cluster.yaml"
+    block = f"  any\n  chaos kdns-test\n  kubernetes cluster.local bind {{\n    manifests {demo}\n  }}\n"
+    p = kdns(".:{port} {\n  bind 127.0.0.1\n" + block + "}\n")
+    for _ in range(2):  # a second ask is answered from a template, if one was made
+        r = ask(p.port, "web.default.svc.cluster.local.", "ANY", tcp=tcp)
+        assert [rd.to_text() for rrset in r.answer for rd in rrset] == ['"ANY obsoleted" "See RFC 8482"']
+        assert answer_texts(ask(p.port, "version.bind.", "TXT", rdclass="CH", tcp=tcp)) == ['"kdns-test"']
