@@ -124,6 +124,21 @@ class Request:
         q = reply.questions[0]
         return names.lower(q.qname.label) == names.lower(self.query.labels) and int(q.qtype) == self.qtype
 
+    def matches_wire(self, wire: bytes) -> bool:
+        """`matches` for a reply in wire form, read without a message object."""
+        if len(wire) < 12 or not wire[2] & 0x80 or wire[4:6] != b"\0\1":  # QR, one question
+            return False
+        end = self.query.question_end
+        if wire[12:end] == self.wire[12:end]:  # the question echoed as asked: the common case
+            return True
+        try:
+            labels, end = names.read_name(wire, 12)
+        except names.BadName:
+            return False
+        if end + 4 > len(wire) or int.from_bytes(wire[end : end + 2], "big") != self.qtype:
+            return False
+        return names.lower(labels) == names.lower(self.query.labels)
+
 
 class Countable(Protocol):
     """A counter child (prometheus-client's or kdns.metrics.HotCount)."""
@@ -160,6 +175,9 @@ class Reuse:
     lifetime: int = -1
     counters: tuple[Countable, ...] = ()
     same_spelling: bool = False
+    # The plugin making this promise when it is not the reply's author: a cache that has just stored
+    # the reply it passes on vouches for replaying it until the entry expires. Empty: the author.
+    by: str = ""
 
 
 class Reply:

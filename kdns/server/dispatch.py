@@ -62,6 +62,9 @@ class Dispatcher:
         self.fast_observers: list[FastObserver] = []
         table = replace(LIMITS, max_entries=limits.templates)
         self.answers: fastpath.AnswerCache[Served] = fastpath.AnswerCache(table, native, self._flushed)
+        # Per stats slot, replies `prepare` made whose plugin counted the query itself (a cache's
+        # miss): the replay that sends each one is left out of the plugin's counters (Reuse.counters).
+        self._counted: dict[int, int] = {}
 
     @property
     def zones(self) -> Mapping[str, Chain]:
@@ -110,7 +113,12 @@ class Dispatcher:
             if reply is None or reply.dropped or reply.reuse is None:
                 return False
             out = self._finish(request, reply, chain, observe=False)
-            return self._remember(key, request, reply, chain, out)
+            slot = self._remember(key, request, reply, chain, out)
+            if slot is None:
+                return False
+            if reply.reuse.counters:  # the plugin counted this query itself: its replay is not a repeat
+                self._counted[slot] = self._counted.get(slot, 0) + 1
+            return True
         except Exception:
             _log.debug("preparing a template failed; the chain answers", exc_info=True)
             return False
@@ -118,11 +126,14 @@ class Dispatcher:
     def harvest(self) -> None:
         """Hand what the fast path served since the last call to the fast observers (before a
         scrape, and when a reload retires this dispatcher)."""
-        for info, stats in self.answers.harvest():
+        for slot, info, stats in self.answers.harvest():
             if info.counters:
                 served = sum(map(sum, stats.counts))
+                counted = self._counted.pop(slot, 0)
+                if counted > served:  # (a prepared reply not yet replayed)
+                    self._counted[slot] = counted - served
                 for counter in info.counters:
-                    counter.inc(served)
+                    counter.inc(max(served - counted, 0))
             for observe in self.fast_observers:
                 observe(info, stats)
 
@@ -147,11 +158,12 @@ class Dispatcher:
                 self._remember(key, request, reply, chain, out)
         return out
 
-    def _remember(self, key: bytes, request: Request, reply: Reply, chain: Chain, out: bytes) -> bool:
-        """Keep `out`, the reply to `request`, as a template when the chain lets it be replayed."""
+    def _remember(self, key: bytes, request: Request, reply: Reply, chain: Chain, out: bytes) -> int | None:
+        """Keep `out`, the reply to `request`, as a template when the chain lets it be replayed;
+        its stats slot when kept."""
         assert reply.reuse is not None
-        if not chain.reusable(request, reply.plugin):
-            return False
+        if not chain.reusable(request, reply.reuse.by or reply.plugin):
+            return None
         reuse, rcode = reply.reuse, reply.rcode
         kind = (request.zone, request.qtype, rcode, reply.plugin, request.do, chain, reuse.counters)
 
@@ -160,7 +172,8 @@ class Dispatcher:
                           reuse.counters)  # fmt: skip
 
         limit = max_reply_size(request.edns, request.proto == "tcp")
-        return self.answers.store(key, out, reuse, reply.shuffle, self.answers.slot(kind, info), limit)
+        slot = self.answers.slot(kind, info)
+        return slot if self.answers.store(key, out, reuse, reply.shuffle, slot, limit) else None
 
     def _flushed(self) -> None:
         """The template table was full and emptied (rare: at most once per `templates` stores)."""

@@ -136,12 +136,12 @@ class AnswerCache(Generic[Info]):
             self._on_flush()
         return True
 
-    def harvest(self) -> list[tuple[Info, FastStats]]:
-        """What was served since the last harvest, per kind of reply."""
+    def harvest(self) -> list[tuple[int, Info, FastStats]]:
+        """What was served since the last harvest, per kind of reply (its slot and info)."""
         out = []
         for slot, counts, durations, duration_sum, udp, tcp in self.table.harvest():
             stats = FastStats(counts, durations, duration_sum, (SizeStats(*udp), SizeStats(*tcp)))
-            out.append((self._infos[slot], stats))
+            out.append((slot, self._infos[slot], stats))
         return out
 
     def clear(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.request import urlopen
 
 import dns.flags
@@ -38,6 +39,7 @@ from tests.support.dnsclient import (
     rcode,
     section_rrsets,
 )
+from tests.support.http import scrape, value
 from tests.support.ports import free_port
 from tests.support.process import KdnsProcess
 from tests.support.upstream import FakeUpstream, running_upstreams
@@ -617,3 +619,35 @@ def test_cache_and_forward_metrics_on_the_metrics_endpoint(kdns: Kdns, upstreams
     assert value("coredns_proxy_conn_cache_misses_total", proxy_name="forward", to=up.address,
                  proto="udp") >= 1
     assert value("coredns_forward_max_concurrent_rejects_total") == 0
+
+
+def test_a_miss_answered_at_once_is_kept_and_replayed_as_a_hit(kdns: Kdns) -> None:
+    """In front of a plugin that answers without awaiting (kubernetes), a miss is stored, answered
+    and kept by the server's fast path at once (the cache vouches for it: Reuse.by), where it used
+    to take the awaited chain twice (the miss, then the first hit) before anything was replayed.
+    Replays count as hits and count the TTL down with the entry, as Python hits do."""
+    demo = Path(__file__).resolve().parents[2] / "demo" / "cluster.yaml"
+    m = free_port()
+    k = kdns(f".:{{port}} {{\n bind 127.0.0.1\n prometheus 127.0.0.1:{m}\n cache 30\n"
+             f" kubernetes cluster.local {{\n  manifests {demo}\n  ttl 30\n }}\n}}\n")  # fmt: skip
+    url, server = f"http://127.0.0.1:{m}/metrics", f"dns://127.0.0.1:{k.port}"
+    name = "web.default.svc.cluster.local"
+    first = ask(k.port, name, "A")
+    assert answer_texts(first) == ["10.96.0.20"] and first.answer[0].ttl == 30 and has_flag(first, "AA")
+    assert scraped(url, "kdns_fastpath_templates", server=server) == 1  # kept at the miss
+    for tcp in (False, True, False):
+        again = ask(k.port, name.upper(), "A", tcp=tcp)
+        assert answer_texts(again) == ["10.96.0.20"] and has_flag(again, "AA")
+        assert again.question[0].name.to_text() == name.upper() + "."
+    time.sleep(1.1)
+    assert ask(k.port, name, "A").answer[0].ttl <= 29  # counting down with the entry
+    nope = ask(k.port, "nope.default.svc.cluster.local", "A")
+    assert rcode(nope) == "NXDOMAIN" and ask(k.port, "nope.default.svc.cluster.local", "A").authority
+    labels = {"server": server, "zones": ".", "view": ""}
+    assert scraped(url, "coredns_cache_misses_total", **labels) == 2
+    assert scraped(url, "coredns_cache_hits_total", type="success", **labels) == 4
+    assert scraped(url, "coredns_cache_hits_total", type="denial", **labels) == 1
+
+
+def scraped(url: str, name: str, **labels: str) -> float:
+    return value(scrape(url)[1], name, **labels)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from dnslib import QTYPE, RR, DNSRecord
 
 from kdns.plugins import _edns
+from kdns.protocol.message import parse_message
 from kdns.request import Request
 
 
@@ -28,11 +29,15 @@ class Entry:
     rcode: int
     ra: bool
     ad: bool
-    answer: list[RR]
-    authority: list[RR]
-    additional: list[RR]
     ttl: int  # seconds this entry lives, fixed at store time (CoreDNS origTTL)
     stored: float  # monotonic time of storing
+    # A reply stored in wire form is read into the sections below only when an answer is built from
+    # them: while the server's fast path replays the reply, that may be never (and reading it with
+    # dnslib costs more than the rest of a miss).
+    wire: bytes | None = None
+    answer: list[RR] = field(default_factory=list)
+    authority: list[RR] = field(default_factory=list)
+    additional: list[RR] = field(default_factory=list)
     ede: tuple[tuple[int, bytes], ...] = ()  # the reply's EDE options, (code, data)
     # Prefetch bookkeeping (CoreDNS freq.Freq): hits seen with gaps shorter than the prefetch window.
     hits: int = 0
@@ -42,18 +47,22 @@ class Entry:
     @classmethod
     def from_reply(cls, msg: DNSRecord, ttl: int, now: float) -> Entry:
         h = msg.header
-        ede = tuple(opt for opt in _edns.options(msg) or () if opt[0] == _edns.EDE)
-        return cls(
-            rcode=h.rcode,
-            ra=bool(h.ra),
-            ad=bool(h.ad),
-            answer=list(msg.rr),
-            authority=list(msg.auth),
-            additional=[rr for rr in msg.ar if rr.rtype != QTYPE.OPT],
-            ttl=ttl,
-            stored=now,
-            ede=ede,
-        )
+        entry = cls(rcode=h.rcode, ra=bool(h.ra), ad=bool(h.ad), ttl=ttl, stored=now)
+        entry._keep_sections(msg)
+        return entry
+
+    @classmethod
+    def from_wire(cls, wire: bytes, ttl: int, now: float) -> Entry:
+        """An entry for a reply in wire form (whose question the caller has checked)."""
+        flags = int.from_bytes(wire[2:4], "big")
+        return cls(rcode=flags & 0xF, ra=bool(flags & 0x80), ad=bool(flags & 0x20), ttl=ttl, stored=now,
+                   wire=wire)  # fmt: skip
+
+    def _keep_sections(self, msg: DNSRecord) -> None:
+        self.answer = list(msg.rr)
+        self.authority = list(msg.auth)
+        self.additional = [rr for rr in msg.ar if rr.rtype != QTYPE.OPT]
+        self.ede = tuple(opt for opt in _edns.options(msg) or () if opt[0] == _edns.EDE)
 
     def remaining(self, now: float) -> int:
         """Seconds left; zero or negative once expired (negative: how long ago, for serve_stale)."""
@@ -66,7 +75,11 @@ class Entry:
         return self.hits
 
     def to_reply(self, request: Request, ttl: int) -> DNSRecord:
-        """This entry as the answer to `request`: its ID, question spelling, RD/CD and OPT."""
+        """This entry as the answer to `request`: its ID, question spelling, RD/CD and OPT. Raises
+        kdns.protocol.message.MessageError for a wire reply dnslib cannot read."""
+        if self.wire is not None:  # raises MessageError when dnslib cannot read it
+            self._keep_sections(parse_message(self.wire))
+            self.wire = None
         msg = request.reply(self.rcode, aa=True)
         msg.header.ra = int(self.ra)
         # RFC 6840 §5.7-5.8: AD only for clients that asked for DNSSEC (DO) or set AD themselves.

@@ -6,6 +6,9 @@ CoreDNS labels them for a block without a view.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from kdns.metrics import counter, gauge
 
 SUCCESS = "success"
@@ -43,3 +46,28 @@ SERVED_STALE = counter(
 EVICTIONS = counter(
     "cache", "evictions_total", "The count of cache evictions.", ("server", "type", "zones", "view")
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One cache's series on one listener, labelled once: `labels()` costs microseconds, and a
+    miss touches five of them."""
+
+    requests: Any
+    misses: Any
+    drops: Any
+    served_stale: Any
+    prefetches: Any
+    hits: dict[str, Any]  # by tier: SUCCESS, DENIAL
+    entries: dict[str, Any]
+    evictions: dict[str, Any]
+
+    @classmethod
+    def of(cls, server: str, zones: str) -> Series:
+        def tiers(family: Any) -> dict[str, Any]:
+            return {tier: family.labels(server, tier, zones, "") for tier in (SUCCESS, DENIAL)}
+
+        plain = (server, zones, "")
+        return cls(REQUESTS.labels(*plain), MISSES.labels(*plain), DROPS.labels(*plain),
+                   SERVED_STALE.labels(*plain), PREFETCHES.labels(*plain), tiers(HITS), tiers(ENTRIES),
+                   tiers(EVICTIONS))  # fmt: skip

@@ -65,9 +65,18 @@ class Cache(Plugin):
         self.config = config
         self._zones_label = ",".join(config.zones)
         self._server = ""  # the listener label of the latest request, for eviction/size metrics
+        self._series: dict[str, metrics.Series] = {}
         self.success = _Store(config.success.capacity, lambda: self._evicted(metrics.SUCCESS))
         self.denial = _Store(config.denial.capacity, lambda: self._evicted(metrics.DENIAL))
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def _m(self) -> metrics.Series:
+        """The series of the current listener, labelled on first use."""
+        series = self._series.get(self._server)
+        if series is None:
+            series = self._series[self._server] = metrics.Series.of(self._server, self._zones_label)
+        return series
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
@@ -91,13 +100,7 @@ class Cache(Plugin):
             return await next_(request)
         self._server = request.server
         now = time.monotonic()
-        key: Key = (
-            request.qname_lower,
-            request.qtype,
-            request.qclass,
-            request.do,
-            request.cd,
-        )
+        key = self._key(request)
         found = self._lookup(key, now)
         if found is None:
             return await self._fetch(request, next_, key)
@@ -110,17 +113,25 @@ class Cache(Plugin):
                     return fresh
             else:
                 self._refresh_later(entry, request, next_, key)
-            metrics.SERVED_STALE.labels(self._server, self._zones_label, "").inc()
+            self._m.served_stale.inc()
             ttl = 0
         else:
             if self._should_prefetch(entry, now):
                 self._refresh_later(entry, request, next_, key)
             ttl = entry.ttl if self.config.keepttl else remaining
-        msg = entry.to_reply(request, ttl)
+        try:
+            msg = entry.to_reply(request, ttl)
+        except MessageError:  # stored in wire form, which dnslib cannot read: drop it, ask again
+            (self.denial if tier == metrics.DENIAL else self.success).pop(key, None)
+            return await self._fetch(request, next_, key)
         why = self._why_cached(entry, remaining)
         if why is not None:
             _edns.add_reply_option(msg, *_edns.ede(*why))
         return Reply(msg, self.name, self._reuse(entry, tier, remaining))
+
+    @staticmethod
+    def _key(request: Request) -> Key:
+        return (request.qname_lower, request.qtype, request.qclass, request.do, request.cd)
 
     def _why_cached(self, entry: Entry, remaining: int) -> tuple[int, str] | None:
         """The EDE a hit adds: a cached SERVFAIL, or an expired entry served stale (see the module
@@ -145,29 +156,29 @@ class Cache(Plugin):
         if remaining <= 0 or cfg.prefetch > 0 or cfg.keepttl or entry.rcode == RCODE.SERVFAIL:
             return None
         counters = (
-            metrics.REQUESTS.labels(self._server, self._zones_label, ""),
-            metrics.HITS.labels(self._server, tier, self._zones_label, ""),
+            self._m.requests,
+            self._m.hits[tier],
         )
         return Reuse(stored=entry.stored, lifetime=entry.ttl, counters=counters, same_spelling=True)
 
     def _lookup(self, key: Key, now: float) -> tuple[Entry, str] | None:
         """The entry to answer from and its tier (metrics.SUCCESS or DENIAL), counted as a hit."""
-        labels = (self._server, self._zones_label, "")
-        metrics.REQUESTS.labels(*labels).inc()
+        m = self._m
+        m.requests.inc()
         denial = self._usable(self.denial.get(key), now)
         if denial is not None and denial.rcode == RCODE.SERVFAIL:
             positive = self._usable(self.success.get(key), now)
             if positive is not None:  # a transient SERVFAIL does not hide a good answer
-                metrics.HITS.labels(self._server, metrics.SUCCESS, self._zones_label, "").inc()
+                m.hits[metrics.SUCCESS].inc()
                 return positive, metrics.SUCCESS
         if denial is not None:
-            metrics.HITS.labels(self._server, metrics.DENIAL, self._zones_label, "").inc()
+            m.hits[metrics.DENIAL].inc()
             return denial, metrics.DENIAL
         positive = self._usable(self.success.get(key), now)
         if positive is not None:
-            metrics.HITS.labels(self._server, metrics.SUCCESS, self._zones_label, "").inc()
+            m.hits[metrics.SUCCESS].inc()
             return positive, metrics.SUCCESS
-        metrics.MISSES.labels(*labels).inc()
+        m.misses.inc()
         return None
 
     def _usable(self, entry: Entry | None, now: float) -> Entry | None:
@@ -180,29 +191,65 @@ class Cache(Plugin):
 
     def serve_now(self, request: Request, next_now: NowHandler) -> Reply | None:
         """For names the cache never stores, it only caps TTLs, which needs no awaiting: the same
-        reply `serve` gives (minus the request and miss counts, which replays skip too)."""
-        if not self.transparent_for(request.qname_lower):
+        reply `serve` gives (minus the request and miss counts, which replays skip too). For a name
+        it has nothing stored under, the miss, when the next plugins answer without awaiting: stored
+        and passed on, counted as `serve` counts it. Anything stored (fresh, stale or a SERVFAIL)
+        takes `serve`."""
+        if self.transparent_for(request.qname_lower):
+            reply = next_now(request)
+            if reply is None or reply.wire is None:
+                return None
+            shape = Shape.of(reply.wire)
+            return self._capped(reply, request, self._lifetime(shape, classify(shape)))
+        if zone_matches(request.qname_lower, self.config.zones) is None:
+            return next_now(request)  # not the cache's (serve passes it on): transparent_for said so
+        key = self._key(request)
+        if key in self.denial or key in self.success:  # (`in` leaves the LRU order alone)
             return None
         reply = next_now(request)
-        if reply is None or reply.wire is None:
+        if reply is None:
             return None
-        shape = Shape.of(reply.wire)
-        return self._capped(reply, request, self._lifetime(shape, classify(shape)))
+        self._server = request.server
+        self._m.requests.inc()
+        self._m.misses.inc()
+        return self._fetched(request, reply, key)
 
     async def _fetch(self, request: Request, next_: Handler, key: Key, verify: bool = False) -> Reply:
         """Ask the next plugins, store what may be stored, and cap the reply's TTLs."""
-        reply = await next_(request)
+        return self._fetched(request, await next_(request), key, verify)
+
+    def _fetched(self, request: Request, reply: Reply, key: Key, verify: bool = False) -> Reply:
+        """The next plugins' `reply`: stored when it may be, its TTLs capped. A reply kept in wire
+        form is stored as it is; as it is what a hit on the new entry would give until the entry
+        expires, the cache vouches for replaying it (Reuse.by) when a hit could be replayed."""
         shape = Shape.of(reply.wire if reply.wire is not None else reply.message)
         kind = classify(shape)
         ttl = self._lifetime(shape, kind)
         refreshed = not verify or shape.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)  # RFC 8767 §4
         if kind.cacheable and not _truncated(reply) and ttl > 0 and refreshed and self._stores(request, kind):
-            msg = _readable(reply)
-            if msg is not None and request.matches(msg):
-                self._store(key, msg, kind, ttl)
-            elif msg is not None:
-                metrics.DROPS.labels(self._server, self._zones_label, "").inc()
+            entry = self._entry(request, reply, ttl)
+            if entry is not None:
+                tier = self._store(key, entry, kind)
+                capped = self._capped(reply, request, ttl)
+                reuse = self._reuse(entry, tier, ttl) if _authoritative(capped) else None
+                if reuse is not None:
+                    reuse.by = self.name
+                    capped.reuse = reuse
+                return capped
+            self._m.drops.inc()
         return self._capped(reply, request, ttl)
+
+    def _entry(self, request: Request, reply: Reply, ttl: int) -> Entry | None:
+        """The entry for `reply`; None when it does not answer `request` (CoreDNS drops those) or
+        dnslib cannot read it (a label that is not UTF-8: any octet may be in one, RFC 2181 §11)."""
+        now = time.monotonic()
+        if reply.wire is not None:
+            return Entry.from_wire(reply.wire, ttl, now) if request.matches_wire(reply.wire) else None
+        try:
+            msg = reply.message
+        except MessageError:
+            return None
+        return Entry.from_reply(msg, ttl, now) if request.matches(msg) else None
 
     def _lifetime(self, shape: Shape, kind: Kind) -> int:
         if kind is Kind.SERVFAIL:
@@ -225,16 +272,18 @@ class Cache(Plugin):
             return reply
         return reply.with_message(_capped(reply.message, ttl, request))
 
-    def _store(self, key: Key, msg: DNSRecord, kind: Kind, ttl: int) -> None:
+    def _store(self, key: Key, entry: Entry, kind: Kind) -> str:
+        """Keep `entry` in its tier; returns the tier (metrics.SUCCESS or DENIAL)."""
         denial = kind.denial
-        (self.denial if denial else self.success)[key] = Entry.from_reply(msg, ttl, time.monotonic())
+        (self.denial if denial else self.success)[key] = entry
         if not denial:
             self.denial.pop(key, None)  # a fresh positive answer replaces a cached denial or SERVFAIL
-        for store, kind_label in ((self.success, metrics.SUCCESS), (self.denial, metrics.DENIAL)):
-            metrics.ENTRIES.labels(self._server, kind_label, self._zones_label, "").set(len(store))
+        for store, tier in ((self.success, metrics.SUCCESS), (self.denial, metrics.DENIAL)):
+            self._m.entries[tier].set(len(store))
+        return metrics.DENIAL if denial else metrics.SUCCESS
 
     def _evicted(self, kind_label: str) -> None:
-        metrics.EVICTIONS.labels(self._server, kind_label, self._zones_label, "").inc()
+        self._m.evictions[kind_label].inc()
 
     # --- prefetch and serve_stale -----------------------------------------------------------------
 
@@ -257,7 +306,7 @@ class Cache(Plugin):
         task.add_done_callback(self._tasks.discard)
 
     async def _refresh(self, entry: Entry, request: Request, next_: Handler, key: Key) -> None:
-        metrics.PREFETCHES.labels(self._server, self._zones_label, "").inc()
+        self._m.prefetches.inc()
         try:
             # Over TCP, as CoreDNS does, so the refreshed reply is not truncated.
             await self._fetch(dataclasses.replace(request, proto="tcp"), next_, key)
@@ -301,10 +350,6 @@ def _capped(msg: DNSRecord, ttl: int, request: Request) -> DNSRecord:
     return out
 
 
-def _readable(reply: Reply) -> DNSRecord | None:
-    """The reply as the entry keeps it; None when dnslib cannot read it: dnslib reads only UTF-8
-    labels, while any octet may be in one (RFC 2181 §11), so such a name is answered but not kept."""
-    try:
-        return reply.message
-    except MessageError:
-        return None
+def _authoritative(reply: Reply) -> bool:
+    """AA set: a hit answers with AA=1 (entry.to_reply), so only such a reply is what hits give."""
+    return bool(reply.wire[2] & 0x04) if reply.wire is not None else bool(reply.message.header.aa)
