@@ -201,8 +201,6 @@ class Cache(Plugin):
                 return None
             shape = Shape.of(reply.wire)
             return self._capped(reply, request, self._lifetime(shape, classify(shape)))
-        if zone_matches(request.qname_lower, self.config.zones) is None:
-            return next_now(request)  # not the cache's (serve passes it on): transparent_for said so
         key = self._key(request)
         if key in self.denial or key in self.success:  # (`in` leaves the LRU order alone)
             return None
