@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.dnsclient import answer_texts, ask
+from tests.support.objects import WEB_MANIFEST
 from tests.support.ports import free_port
 from tests.support.process import KdnsProcess
 
-MANIFEST = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: default}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 80}]}
-"""
 COREFILE = """\
 .:{port} {
     bind 127.0.0.1
@@ -85,7 +76,7 @@ def test_every_qtype_with_and_without_do_leaves_rss_flat(
     kdns: Callable[..., KdnsProcess], tmp_path: Path
 ) -> None:
     manifest = tmp_path / "cluster.yaml"
-    manifest.write_text(MANIFEST)
+    manifest.write_text(WEB_MANIFEST)
     k = kdns(COREFILE % {"metrics": free_port(), "manifest": manifest})
     assert k.proc is not None
     for do in (False, True):  # warm: the common questions and both EDNS shapes have been seen

@@ -7,24 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.dnsclient import answer_texts, ask, rcode
+from tests.support.objects import WEB_MANIFEST
 from tests.support.process import KdnsProcess
 
-MANIFEST = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: default}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 80}]}
-"""
 # Imported by Python at start-up (site): makes `import kdns.server._hotpath` fail as if never built.
 HIDE_EXTENSION = "import sys\nsys.modules['kdns.server._hotpath'] = None\n"
 
 
 def test_answers_without_the_c_extension(kdns: Callable[..., KdnsProcess], tmp_path: Path) -> None:
-    (tmp_path / "cluster.yaml").write_text(MANIFEST)
+    (tmp_path / "cluster.yaml").write_text(WEB_MANIFEST)
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(HIDE_EXTENSION)

@@ -11,6 +11,19 @@ from typing import Any
 
 Obj = dict[str, Any]
 
+# The smallest cluster a real process needs, as a `manifests` file: the default namespace and the
+# ClusterIP Service web (10.96.0.20).
+WEB_MANIFEST = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: default}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 80}]}
+"""
+
 
 def namespace(name: str, labels: dict[str, str] | None = None) -> Obj:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}

@@ -5,13 +5,12 @@ without (nothing added), the first ask (prepared) and the replay (fast path), an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import dns.message
 import dns.rcode
 import pytest
 
-from tests.plugins.kubernetes import cluster
 from tests.support.apiserver import ApiServer
 from tests.support.dnsclient import ask, ede, rcode
 from tests.support.process import KdnsProcess
@@ -43,16 +42,6 @@ CASES = [
     ("_nope._tcp.web.default." + CL, "SRV", "NXDOMAIN",
      "service default/web has no port named nope over tcp"),
 ]  # fmt: skip
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = ApiServer(bookmark_interval=1.0)
-    server.start()
-    for obj in [*cluster.NAMESPACES, *cluster.SERVICES, *cluster.SLICES, *cluster.PODS]:
-        server.add(obj)
-    yield server
-    server.stop()
 
 
 def start(kdns: Kdns, api: ApiServer, front: str = "", extra: str = "") -> KdnsProcess:

@@ -5,14 +5,13 @@ propagation targets are measured in bench/, not asserted here)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import dns.message
 import dns.rdatatype
 import pytest
 
-from tests.plugins.kubernetes import cluster
 from tests.support import objects as o
 from tests.support.apiserver import ApiServer
 from tests.support.dnsclient import answer_texts, ask, has_flag, rcode, section_rrsets
@@ -32,16 +31,6 @@ COREFILE = """\
 }
 """
 CL = "svc.cluster.local."
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = ApiServer(bookmark_interval=1.0)
-    server.start()
-    for obj in [*cluster.NAMESPACES, *cluster.SERVICES, *cluster.SLICES, *cluster.PODS]:
-        server.add(obj)
-    yield server
-    server.stop()
 
 
 def start(kdns: Callable[..., KdnsProcess], api: ApiServer, extra: str = "") -> KdnsProcess:
