@@ -55,13 +55,18 @@ WEB = wire_name(b"web", b"default", b"svc", *CLUSTER)
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KdnsProcess]:
-    """One kdns for the module: every test leaves it serving, which the next one relies on too."""
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KdnsProcess]:
+    """One kdns on COREFILE for a module (this one and test_hostile_tcp.py): every test leaves it
+    serving, which the next one relies on too; nothing it met may have logged a traceback."""
     port = free_port()
     with KdnsProcess(COREFILE.replace("{port}", str(port)), tmp_path_factory.mktemp("kdns"), port) as k:
         yield k
     assert "Traceback" not in k.logs()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KdnsProcess]:
+    yield from serving(tmp_path_factory)
 
 
 def assert_serves(port: int) -> None:

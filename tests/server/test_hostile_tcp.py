@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kdns.server.limits import LISTENER_DEFAULTS
-from tests.server.test_hostile_packets import COREFILE, SERVICE_IP, WEB, assert_serves
-from tests.support.ports import free_port
+from tests.server.test_hostile_packets import COREFILE, SERVICE_IP, WEB, assert_serves, serving
 from tests.support.process import KdnsProcess
 from tests.support.rawdns import assert_reply, frame, header, question, rcode_of, read_frame, wire_name
 
@@ -38,10 +37,7 @@ Kdns = Callable[..., KdnsProcess]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KdnsProcess]:
-    port = free_port()
-    with KdnsProcess(COREFILE.replace("{port}", str(port)), tmp_path_factory.mktemp("kdns"), port) as k:
-        yield k
-    assert "Traceback" not in k.logs()
+    yield from serving(tmp_path_factory)
 
 
 def connect(port: int, timeout: float = 5.0) -> socket.socket:

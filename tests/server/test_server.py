@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.dnsclient import ask, assert_positive_unchanged, ede, has_flag, rcode
 from tests.support.process import KdnsProcess, run_kdns
+from tests.support.rawdns import exchange
 
 WHOAMI = ".:{port} {\n  bind 127.0.0.1\n  whoami\n}\n"
 
@@ -24,16 +25,6 @@ WHOAMI = ".:{port} {\n  bind 127.0.0.1\n  whoami\n}\n"
 @pytest.fixture
 def server(kdns: Callable[..., KdnsProcess]) -> KdnsProcess:
     return kdns(WHOAMI)
-
-
-def udp_exchange(port: int, payload: bytes, timeout: float = 2.0) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(payload, ("127.0.0.1", port))
-        try:
-            return s.recv(65535)
-        except TimeoutError:
-            return None
 
 
 def test_answers_over_udp_and_tcp_with_case_echoed(server: KdnsProcess) -> None:
@@ -46,20 +37,20 @@ def test_answers_over_udp_and_tcp_with_case_echoed(server: KdnsProcess) -> None:
 
 def test_garbage_gets_formerr_and_the_listener_lives(server: KdnsProcess) -> None:
     junk = b"\x12\x34" + b"\x01\x00" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x07broken"  # truncated qname
-    reply = udp_exchange(server.port, junk)
+    reply = exchange(server.port, junk)
     assert reply is not None
     msg = dns.message.from_wire(reply, question_only=True) if len(reply) > 12 else None
     assert reply[:2] == b"\x12\x34"
     assert reply[3] & 0x0F == dns.rcode.FORMERR
     assert msg is None or not msg.question
-    assert udp_exchange(server.port, b"\x00") is None  # too short for a header: dropped silently
+    assert exchange(server.port, b"\x00") is None  # too short for a header: dropped silently
     assert rcode(ask(server.port, "still.alive.", "A")) == "NOERROR"
 
 
 def test_responses_are_never_answered(server: KdnsProcess) -> None:
     q = dns.message.make_query("x.example.", "A")
     q.flags |= 0x8000  # QR=1: a response, e.g. a reflection attempt
-    assert udp_exchange(server.port, q.to_wire(), timeout=0.5) is None
+    assert exchange(server.port, q.to_wire(), timeout=0.5) is None
     assert rcode(ask(server.port, "x.example.", "A")) == "NOERROR"
 
 
